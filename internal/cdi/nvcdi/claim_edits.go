@@ -1,0 +1,84 @@
+package nvcdi
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	cdispec "tags.cncf.io/container-device-interface/specs-go"
+
+	"github.com/gpudra/gpudra/internal/cdi"
+)
+
+// visibleDevicesVoid keeps a legacy nvidia-container-runtime hook, if one is
+// installed, from injecting devices of its own: the claim's devices come
+// from the CDI spec only.
+const visibleDevicesVoid = "NVIDIA_VISIBLE_DEVICES=void"
+
+// requiredControlNodes must be in the common edits before they are cached.
+// Without them no CUDA program runs, and they may appear only after the
+// plugin starts (nvidia-uvm is loaded on demand); caching edits without them
+// would break every later claim.
+var requiredControlNodes = []string{"/dev/nvidiactl", "/dev/nvidia-uvm"}
+
+// ClaimEdits returns the edits every claim carries: control device nodes,
+// driver libraries, binaries, IPC sockets, firmware, hooks, and
+// NVIDIA_VISIBLE_DEVICES=void. They do not depend on the claim's devices.
+func (e *Editor) ClaimEdits(_ []cdi.Device) (*cdispec.ContainerEdits, error) {
+	return e.commonEdits.get(e.computeCommonEdits)
+}
+
+func (e *Editor) computeCommonEdits() (*cdispec.ContainerEdits, error) {
+	e.toolkitCallsMu.Lock()
+	common, err := e.toolkit.GetCommonEdits()
+	e.toolkitCallsMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("driver edits from the NVIDIA container toolkit: %w", err)
+	}
+	if common == nil || common.ContainerEdits == nil {
+		return nil, fmt.Errorf("driver edits from the NVIDIA container toolkit: none returned")
+	}
+	edits := common.ContainerEdits
+	for _, path := range requiredControlNodes {
+		if !hasDeviceNode(edits, path) {
+			return nil, fmt.Errorf("driver edits: control device node %s not found under dev root %s", path, e.devRoot)
+		}
+	}
+	edits.Env = slices.DeleteFunc(edits.Env, func(env string) bool {
+		return strings.HasPrefix(env, "NVIDIA_VISIBLE_DEVICES=")
+	})
+	edits.Env = append(edits.Env, visibleDevicesVoid)
+	if err := e.toHostPaths(edits); err != nil {
+		return nil, fmt.Errorf("driver edits: %w", err)
+	}
+	return edits, nil
+}
+
+// commonEditsCache holds the claim-independent edits once they have been
+// computed successfully. Errors are not cached: the next claim retries.
+type commonEditsCache struct {
+	mu    sync.Mutex
+	edits *cdispec.ContainerEdits
+}
+
+// get returns a private copy of the cached edits, computing them first if
+// needed. Concurrent first callers wait for one computation.
+func (c *commonEditsCache) get(compute func() (*cdispec.ContainerEdits, error)) (*cdispec.ContainerEdits, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.edits == nil {
+		edits, err := compute()
+		if err != nil {
+			return nil, err
+		}
+		c.edits = edits
+	}
+	return cloneEdits(c.edits)
+}
+
+func hasDeviceNode(edits *cdispec.ContainerEdits, containerPath string) bool {
+	return slices.ContainsFunc(edits.DeviceNodes, func(n *cdispec.DeviceNode) bool {
+		return n != nil && n.Path == containerPath
+	})
+}

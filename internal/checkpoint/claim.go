@@ -1,0 +1,95 @@
+package checkpoint
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// State is how far preparation of a claim got.
+type State string
+
+const (
+	// PrepareStarted is recorded before any device is touched, so a crash
+	// mid-prepare leaves a record of what may need undoing.
+	PrepareStarted State = "PrepareStarted"
+	// PrepareCompleted is recorded once the claim's devices and CDI spec are
+	// ready and the CDI device IDs have been handed to the kubelet.
+	PrepareCompleted State = "PrepareCompleted"
+)
+
+func (s State) valid() bool { return s == PrepareStarted || s == PrepareCompleted }
+
+// DeviceType is the kind of device a claim got.
+type DeviceType string
+
+// Device types, matching the driver's "type" device attribute.
+const (
+	DeviceTypeGPU DeviceType = "gpu"
+	DeviceTypeMIG DeviceType = "mig"
+)
+
+// Claim is the record of one prepared ResourceClaim.
+type Claim struct {
+	UID       string
+	Namespace string
+	Name      string
+	State     State
+	// BootID is the node's boot ID when the claim was prepared. A claim from
+	// another boot lost its MIG devices and sharing setup with the reboot.
+	BootID     string
+	PreparedAt time.Time
+	Devices    []Device
+}
+
+// Device is one device allocated to a claim and prepared for it.
+type Device struct {
+	// Request is the name of the claim's request the device was allocated for.
+	Request string
+	// Pool and Device identify the device in its ResourceSlice.
+	Pool   string
+	Device string
+	// UUID is "GPU-..." or "MIG-..."; empty for a MIG device not created yet.
+	UUID string
+	Type DeviceType
+	// ParentUUID is the physical GPU of a MIG device.
+	ParentUUID   string
+	CDIDeviceIDs []string
+	AdminAccess  bool
+}
+
+// validate checks what the store relies on: records are keyed by UID, and
+// the plugin's recovery logic branches on State.
+func (c *Claim) validate() error {
+	if c.UID == "" {
+		return fmt.Errorf("claim %s/%s: empty UID", c.Namespace, c.Name)
+	}
+	if !c.State.valid() {
+		return fmt.Errorf("claim %s: unknown state %q", c.UID, c.State)
+	}
+	// The format stores RFC 3339 timestamps, which cannot hold other years.
+	if y := c.PreparedAt.UTC().Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("claim %s: preparedAt year %d out of range", c.UID, y)
+	}
+	return nil
+}
+
+// normalized returns a deep copy of c in the form the decoder produces, so
+// that callers never share slices with the store and a claim read back from
+// disk equals the one that was put.
+func (c Claim) normalized() Claim {
+	c.PreparedAt = c.PreparedAt.UTC()
+	if len(c.Devices) == 0 {
+		c.Devices = nil
+		return c
+	}
+	c.Devices = slices.Clone(c.Devices)
+	for i := range c.Devices {
+		if len(c.Devices[i].CDIDeviceIDs) == 0 {
+			c.Devices[i].CDIDeviceIDs = nil
+		} else {
+			c.Devices[i].CDIDeviceIDs = slices.Clone(c.Devices[i].CDIDeviceIDs)
+		}
+	}
+	return c
+}

@@ -1,0 +1,56 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/dynamic-resource-allocation/kubeletplugin"
+	"k8s.io/klog/v2"
+)
+
+// KubeletOptions say where the kubelet looks for the plugin.
+type KubeletOptions struct {
+	// PluginDataDir holds the DRA socket, e.g.
+	// /var/lib/kubelet/plugins/gpu.nvidia.com.
+	PluginDataDir string
+	// RegistrarDir is the kubelet's plugin registration directory, e.g.
+	// /var/lib/kubelet/plugins_registry.
+	RegistrarDir string
+	// RollingUpdateUID, when set (the pod UID), lets an old and a new plugin
+	// pod serve side by side during a DaemonSet rolling update.
+	RollingUpdateUID types.UID
+}
+
+// Start registers the driver with the kubelet, publishes its devices and
+// starts the cleanup loop. Calls for different claims run in parallel
+// (Serialize(false)): the driver serializes per claim itself.
+func Start(ctx context.Context, d *Driver, opts KubeletOptions) (*kubeletplugin.Helper, error) {
+	// The helper listens on dra.sock in this directory but does not create it.
+	if err := os.MkdirAll(opts.PluginDataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create plugin directory: %w", err)
+	}
+	helperOpts := []kubeletplugin.Option{
+		kubeletplugin.DriverName(d.cfg.DriverName),
+		kubeletplugin.NodeName(d.cfg.NodeName),
+		kubeletplugin.KubeClient(d.cfg.Client),
+		kubeletplugin.Serialize(false),
+		kubeletplugin.PluginDataDirectoryPath(opts.PluginDataDir),
+		kubeletplugin.RegistrarDirectoryPath(opts.RegistrarDir),
+	}
+	if opts.RollingUpdateUID != "" {
+		helperOpts = append(helperOpts, kubeletplugin.RollingUpdate(opts.RollingUpdateUID))
+	}
+	helper, err := kubeletplugin.Start(ctx, d, helperOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("start kubelet plugin: %w", err)
+	}
+	if err := d.Publish(ctx, helper); err != nil {
+		helper.Stop()
+		return nil, fmt.Errorf("publish devices: %w", err)
+	}
+	klog.FromContext(ctx).Info("Kubelet plugin started", "driver", d.cfg.DriverName, "node", d.cfg.NodeName, "devices", len(d.Devices()))
+	go d.RunCleanup(ctx)
+	return helper, nil
+}

@@ -1,0 +1,44 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/klog/v2"
+)
+
+// unprepareClaim reverses prepareClaim in the opposite order: CDI spec,
+// checkpoint entry, device ownership. A claim that is not prepared is fine:
+// the kubelet repeats calls after restarts.
+func (d *Driver) unprepareClaim(ctx context.Context, uid string) error {
+	logger := klog.FromContext(ctx).WithValues("claimUID", uid)
+	unlock, err := d.locks.lock(ctx, uid)
+	if err != nil {
+		return fmt.Errorf("claim %s: waiting for another operation on the claim: %w", uid, err)
+	}
+	defer unlock()
+	return d.unprepareLocked(klog.NewContext(ctx, logger), uid)
+}
+
+func (d *Driver) unprepareLocked(ctx context.Context, uid string) error {
+	rec, known := d.cfg.Store.Get(uid)
+	name := uid
+	if known {
+		name = fmt.Sprintf("%s/%s", rec.Namespace, rec.Name)
+	}
+	// The spec goes first: once the checkpoint entry is gone nothing would
+	// remember that the file belongs to us (cleanup would still find it).
+	if err := d.cfg.CDI.DeleteClaimSpec(ctx, uid); err != nil {
+		return fmt.Errorf("claim %s: delete CDI spec: %w", name, err)
+	}
+	if known {
+		if err := d.cfg.Store.Delete(ctx, uid); err != nil {
+			return fmt.Errorf("claim %s: remove from checkpoint: %w", name, err)
+		}
+	}
+	d.owners.release(uid)
+	if known {
+		klog.FromContext(ctx).V(2).Info("Unprepared claim", "claim", name)
+	}
+	return nil
+}
