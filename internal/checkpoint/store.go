@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"sync"
 	"time"
 
@@ -81,9 +80,9 @@ func Open(ctx context.Context, path, bootID string) (*Store, OpenReport, error) 
 		if err != nil {
 			return nil, report, fmt.Errorf("open checkpoint %s: %w (moving aside corrupt file: %w)", path, decodeErr, err)
 		}
+		// Reported, not logged: the caller logs it and raises an event.
 		report.CorruptReason = decodeErr
 		report.CorruptMovedTo = movedTo
-		klog.FromContext(ctx).Error(decodeErr, "Checkpoint is corrupt, starting empty", "path", path, "movedTo", movedTo)
 		return s, report, nil
 	}
 
@@ -94,7 +93,8 @@ func Open(ctx context.Context, path, bootID string) (*Store, OpenReport, error) 
 			report.PreviousBootClaims = append(report.PreviousBootClaims, uid)
 		}
 	}
-	sort.Strings(report.PreviousBootClaims)
+	slices.Sort(report.PreviousBootClaims)
+	klog.FromContext(ctx).V(4).Info("Loaded checkpoint", "path", path, "version", loaded.version, "claims", len(s.claims))
 	return s, report, nil
 }
 

@@ -112,7 +112,8 @@ type MIGProfile struct {
 	GIProfileID int
 	// CIProfileID is the compute-instance profile ID that spans the whole GPU instance.
 	CIProfileID int
-	// SliceCount is the number of memory slices the profile occupies.
+	// SliceCount is NVML's GPU-instance slice count (compute slices);
+	// the memory slices a placement occupies are Placement.Size.
 	SliceCount int
 	// Capacities of one instance of this profile.
 	Multiprocessors int

@@ -23,7 +23,6 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/record"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"k8s.io/klog/v2"
@@ -64,9 +63,6 @@ type Config struct {
 	CDI        specWriter
 	// Client reads ResourceClaims for garbage collection and conflict checks.
 	Client kubernetes.Interface
-	// Recorder reports node-level problems (e.g. a corrupt checkpoint) as
-	// Kubernetes events; may be nil.
-	Recorder record.EventRecorder
 	// CleanupInterval is how often claims whose ResourceClaim is gone are
 	// unprepared and orphaned CDI specs removed; 0 means one minute.
 	CleanupInterval time.Duration
@@ -79,6 +75,7 @@ type Driver struct {
 	owners    *ownership
 	snapshot  atomic.Pointer[snapshot]
 	publisher publisher
+	published atomic.Bool
 }
 
 // snapshot is one inventory with its published devices, swapped atomically
@@ -138,7 +135,11 @@ func (d *Driver) refreshInventory(ctx context.Context) error {
 func (d *Driver) Publish(ctx context.Context, p publisher) error {
 	d.publisher = p
 	s := d.snapshot.Load()
-	return p.PublishResources(ctx, *devicemodel.DriverResources(d.cfg.NodeName, s.devices))
+	if err := p.PublishResources(ctx, *devicemodel.DriverResources(d.cfg.NodeName, s.devices)); err != nil {
+		return err
+	}
+	d.published.Store(true)
+	return nil
 }
 
 // Devices returns the devices the driver publishes.

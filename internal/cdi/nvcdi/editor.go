@@ -50,7 +50,6 @@ type Options struct {
 type Editor struct {
 	devRoot        string
 	hostPaths      transform.Transformer
-	logger         klog.Logger
 	commonEdits    commonEditsCache
 	toolkitCallsMu sync.Mutex
 	toolkit        nvcdilib.Interface
@@ -105,7 +104,6 @@ func NewEditor(opts Options) (*Editor, error) {
 			root.WithDevRoot(opts.DevRoot),
 			root.WithTargetDevRoot(opts.HostDevRoot),
 		),
-		logger:  opts.Logger,
 		toolkit: toolkit,
 	}, nil
 }

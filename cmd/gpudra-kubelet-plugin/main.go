@@ -1,0 +1,176 @@
+// Command gpudra-kubelet-plugin is gpudra's node plugin: it publishes the
+// node's GPUs as ResourceSlices and prepares claims for the kubelet. This file
+// holds flags and wiring only; the logic lives in internal/plugin.
+package main
+
+import (
+	"context"
+	"errors"
+	goflag "flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/gpudra/gpudra/internal/backend"
+	"github.com/gpudra/gpudra/internal/cdi"
+	"github.com/gpudra/gpudra/internal/cdi/nvcdi"
+	"github.com/gpudra/gpudra/internal/checkpoint"
+	"github.com/gpudra/gpudra/internal/kubeclient"
+	"github.com/gpudra/gpudra/internal/plugin"
+)
+
+type flags struct {
+	driverName      string
+	nodeName        string
+	kubeconfig      string
+	pluginDir       string
+	registrarDir    string
+	cdiDir          string
+	checkpointPath  string
+	bootIDPath      string
+	podUID          string
+	cleanupInterval time.Duration
+	hostDriverRoot  string
+	healthzAddr     string
+	cdiHookPath     string
+	backend         backend.Options
+}
+
+func main() {
+	f := flags{}
+	fs := pflag.NewFlagSet("gpudra-kubelet-plugin", pflag.ExitOnError)
+	fs.StringVar(&f.driverName, "driver-name", "gpu.nvidia.com", "DRA driver name")
+	fs.StringVar(&f.nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster config when empty")
+	fs.StringVar(&f.pluginDir, "plugin-dir", "", "kubelet plugin data directory (default /var/lib/kubelet/plugins/<driver-name>)")
+	fs.StringVar(&f.registrarDir, "registrar-dir", "/var/lib/kubelet/plugins_registry", "kubelet plugin registration directory")
+	fs.StringVar(&f.cdiDir, "cdi-dir", "/var/run/cdi", "directory for CDI specs")
+	fs.StringVar(&f.checkpointPath, "checkpoint", "", "checkpoint file (default <plugin-dir>/checkpoint.json)")
+	fs.StringVar(&f.bootIDPath, "boot-id-file", "/proc/sys/kernel/random/boot_id", "file holding the node's boot ID")
+	fs.StringVar(&f.podUID, "pod-uid", os.Getenv("POD_UID"), "this pod's UID; enables side-by-side rolling updates of the DaemonSet")
+	fs.DurationVar(&f.cleanupInterval, "cleanup-interval", time.Minute, "how often to unprepare claims whose ResourceClaim is gone and remove orphaned CDI specs")
+	fs.StringVar(&f.hostDriverRoot, "host-driver-root", "", "where the container runtime finds the driver root (NVML mode; default --driver-root)")
+	fs.StringVar(&f.cdiHookPath, "nvidia-cdi-hook-path", "/usr/bin/nvidia-cdi-hook", "host path of nvidia-cdi-hook (NVML mode)")
+	fs.StringVar(&f.healthzAddr, "healthz-addr", "", "serve /healthz and /readyz on this address (e.g. :51515); off when empty")
+	f.backend.AddFlags(fs)
+	klogFlags := goflag.NewFlagSet("klog", goflag.ExitOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlagSet(klogFlags)
+	_ = fs.Parse(os.Args[1:])
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	logger := klog.Background().WithName("gpudra")
+	ctx = klog.NewContext(ctx, logger)
+	if err := run(ctx, f); err != nil {
+		logger.Error(err, "Plugin failed")
+		klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+	}
+}
+
+func run(ctx context.Context, f flags) error {
+	logger := klog.FromContext(ctx)
+	if f.nodeName == "" {
+		return fmt.Errorf("--node-name (or $NODE_NAME) is required")
+	}
+	if f.pluginDir == "" {
+		f.pluginDir = filepath.Join("/var/lib/kubelet/plugins", f.driverName)
+	}
+	if f.checkpointPath == "" {
+		f.checkpointPath = filepath.Join(f.pluginDir, "checkpoint.json")
+	}
+
+	client, _, err := kubeclient.New(kubeclient.Options{Kubeconfig: f.kubeconfig, QPS: 50, Burst: 100})
+	if err != nil {
+		return fmt.Errorf("Kubernetes client: %w", err)
+	}
+	recorder := nodeEventRecorder(ctx, client.CoreV1().Events(""))
+
+	f.backend.NodeName = f.nodeName
+	gpus, err := backend.Open(f.backend)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = gpus.Close() }()
+
+	var editor cdi.Editor = cdi.SimEditor{}
+	if !f.backend.Sim() {
+		editor, err = nvcdi.NewEditor(nvcdi.Options{
+			DriverRoot: f.backend.DriverRoot, HostDriverRoot: f.hostDriverRoot,
+			NVIDIACDIHookPath: f.cdiHookPath, Logger: logger.WithName("nvcdi"),
+		})
+		if err != nil {
+			return fmt.Errorf("CDI: %w", err)
+		}
+	}
+	specs, err := cdi.NewWriter(f.cdiDir, "k8s.gpu.nvidia.com", "claim", editor)
+	if err != nil {
+		return fmt.Errorf("CDI: %w", err)
+	}
+
+	bootID, err := checkpoint.ReadBootID(f.bootIDPath)
+	if err != nil {
+		return err
+	}
+	store, report, err := checkpoint.Open(ctx, f.checkpointPath, bootID)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	nodeRef := &corev1.ObjectReference{Kind: "Node", Name: f.nodeName}
+	if report.CorruptReason != nil {
+		// Loud on purpose: claims prepared before this point are no longer
+		// tracked until the kubelet prepares them again.
+		logger.Error(report.CorruptReason, "Checkpoint was corrupt; moved aside and starting empty", "movedTo", report.CorruptMovedTo)
+		recorder.Eventf(nodeRef, corev1.EventTypeWarning, "CheckpointCorrupt",
+			"gpudra checkpoint %s was corrupt (%v); moved to %s, starting empty", f.checkpointPath, report.CorruptReason, report.CorruptMovedTo)
+	}
+	if len(report.PreviousBootClaims) > 0 {
+		logger.Info("Claims from a previous boot will be prepared again when the kubelet asks", "claims", report.PreviousBootClaims)
+	}
+
+	driver, err := plugin.New(ctx, plugin.Config{
+		DriverName: f.driverName, NodeName: f.nodeName, Backend: gpus, Store: store, CDI: specs,
+		Client: client, CleanupInterval: f.cleanupInterval,
+	})
+	if err != nil {
+		return err
+	}
+	helper, err := plugin.Start(ctx, driver, plugin.KubeletOptions{
+		PluginDataDir: f.pluginDir, RegistrarDir: f.registrarDir, RollingUpdateUID: types.UID(f.podUID),
+	})
+	if err != nil {
+		return err
+	}
+	if f.healthzAddr != "" {
+		srv := &http.Server{Addr: f.healthzAddr, Handler: driver.HealthHandler(filepath.Join(f.pluginDir, "dra.sock")), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error(err, "Health endpoint failed")
+			}
+		}()
+		defer func() { _ = srv.Close() }()
+	}
+	<-ctx.Done()
+	logger.Info("Shutting down")
+	helper.Stop()
+	return nil
+}
+
+// nodeEventRecorder reports node-level problems as events on the Node.
+func nodeEventRecorder(ctx context.Context, sink typedcorev1.EventInterface) record.EventRecorder {
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: sink})
+	return broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "gpudra-kubelet-plugin"})
+}

@@ -1,0 +1,32 @@
+package plugin
+
+import (
+	"net/http"
+	"os"
+)
+
+// HealthHandler serves the DaemonSet's probes:
+//
+//   - /healthz (liveness): the kubelet's DRA socket still exists. A plugin
+//     whose socket was removed (e.g. the plugin directory was wiped) can never
+//     be called again and must be restarted.
+//   - /readyz (readiness): the node's devices were handed to the slice
+//     publisher.
+func (d *Driver) HealthHandler(socketPath string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if _, err := os.Stat(socketPath); err != nil {
+			http.Error(w, "DRA socket: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.published.Load() {
+			http.Error(w, "devices not published yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
