@@ -151,17 +151,17 @@ func simBackend(t *testing.T, profile string) gpu.Backend {
 
 func opaque(requests []string, source resourceapi.AllocationConfigSource, params string) resourceapi.DeviceAllocationConfiguration {
 	return resourceapi.DeviceAllocationConfiguration{
-		Source: source,
+		Source:   source,
+		Requests: requests,
 		DeviceConfiguration: resourceapi.DeviceConfiguration{
-			Requests: requests,
-			Opaque:   &resourceapi.OpaqueDeviceConfiguration{Driver: driverName, Parameters: runtime.RawExtension{Raw: []byte(params)}},
+			Opaque: &resourceapi.OpaqueDeviceConfiguration{Driver: driverName, Parameters: runtime.RawExtension{Raw: []byte(params)}},
 		},
 	}
 }
 
 func TestPrepareWritesSpecAndCheckpoint(t *testing.T) {
 	e := newEnv(t, simBackend(t, "dgxh100"))
-	c := e.claim("a", []alloc{{"gpu", "gpu-0"}, {"gpu", "gpu-3"}})
+	c := e.claim("a", []alloc{{"gpu", "gpu-0", false}, {"gpu", "gpu-3", false}})
 	res := e.prepare(c)[c.UID]
 	if res.Err != nil {
 		t.Fatal(res.Err)
@@ -195,7 +195,7 @@ func TestPrepareWritesSpecAndCheckpoint(t *testing.T) {
 
 func TestPrepareAndUnprepareAreIdempotent(t *testing.T) {
 	e := newEnv(t, simBackend(t, "dgxh100"))
-	c := e.claim("a", []alloc{{"gpu", "gpu-1"}})
+	c := e.claim("a", []alloc{{"gpu", "gpu-1", false}})
 	first := e.prepare(c)[c.UID]
 	second := e.prepare(c)[c.UID]
 	if first.Err != nil || second.Err != nil {
@@ -216,7 +216,7 @@ func TestPrepareAndUnprepareAreIdempotent(t *testing.T) {
 		t.Errorf("checkpoint entries left: %v", got)
 	}
 	// The device is free again.
-	c2 := e.claim("b", []alloc{{"gpu", "gpu-1"}})
+	c2 := e.claim("b", []alloc{{"gpu", "gpu-1", false}})
 	if err := e.prepare(c2)[c2.UID].Err; err != nil {
 		t.Fatal(err)
 	}
@@ -224,8 +224,8 @@ func TestPrepareAndUnprepareAreIdempotent(t *testing.T) {
 
 func TestPrepareRefusesDeviceHeldByLiveClaim(t *testing.T) {
 	e := newEnv(t, simBackend(t, "dgxh100"))
-	a := e.claim("a", []alloc{{"gpu", "gpu-0"}})
-	b := e.claim("b", []alloc{{"gpu", "gpu-0"}})
+	a := e.claim("a", []alloc{{"gpu", "gpu-0", false}})
+	b := e.claim("b", []alloc{{"gpu", "gpu-0", false}})
 	if err := e.prepare(a)[a.UID].Err; err != nil {
 		t.Fatal(err)
 	}
@@ -249,12 +249,12 @@ func TestPrepareRefusesDeviceHeldByLiveClaim(t *testing.T) {
 
 func TestPrepareTakesOverDeviceFromDeletedClaim(t *testing.T) {
 	e := newEnv(t, simBackend(t, "dgxh100"))
-	a := e.claim("a", []alloc{{"gpu", "gpu-0"}})
+	a := e.claim("a", []alloc{{"gpu", "gpu-0", false}})
 	if err := e.prepare(a)[a.UID].Err; err != nil {
 		t.Fatal(err)
 	}
 	e.deleteClaim(a) // the kubelet never unprepared it
-	b := e.claim("b", []alloc{{"gpu", "gpu-0"}})
+	b := e.claim("b", []alloc{{"gpu", "gpu-0", false}})
 	if err := e.prepare(b)[b.UID].Err; err != nil {
 		t.Fatalf("device of a deleted claim was not reclaimed: %v", err)
 	}
@@ -268,7 +268,7 @@ func TestPrepareTakesOverDeviceFromDeletedClaim(t *testing.T) {
 
 func TestAdminAccessSharesAHeldDevice(t *testing.T) {
 	e := newEnv(t, simBackend(t, "dgxh100"))
-	a := e.claim("a", []alloc{{"gpu", "gpu-2"}})
+	a := e.claim("a", []alloc{{"gpu", "gpu-2", false}})
 	admin := e.claim("monitor", []alloc{{"gpu", "gpu-2", true}})
 	res := e.prepare(a, admin)
 	for uid, r := range res {
@@ -280,7 +280,7 @@ func TestAdminAccessSharesAHeldDevice(t *testing.T) {
 	if err := e.unprepare(admin)[admin.UID]; err != nil {
 		t.Fatal(err)
 	}
-	c := e.claim("c", []alloc{{"gpu", "gpu-2"}})
+	c := e.claim("c", []alloc{{"gpu", "gpu-2", false}})
 	if err := e.prepare(c)[c.UID].Err; err == nil {
 		t.Fatal("device still held by claim a was given to claim c")
 	}
@@ -306,26 +306,26 @@ func TestBadInputFailsOnlyThatClaim(t *testing.T) {
 	}{
 		{
 			name:    "unknown field",
-			devices: []alloc{{"gpu", gpuDevice}},
+			devices: []alloc{{"gpu", gpuDevice, false}},
 			config:  opaque(nil, resourceapi.AllocationConfigSourceClaim, `{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig","sharin":{}}`),
 			want:    []string{"default/unknown-field", "sharin"},
 		},
 		{
 			name:    "GpuConfig on a MIG device",
-			devices: []alloc{{"mig", migDevice}},
-			config:  opaque(nil, resourceapi.AllocationConfigSourceClaim, `{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig"}`),
+			devices: []alloc{{"mig", migDevice, false}},
+			config:  opaque([]string{"mig"}, resourceapi.AllocationConfigSourceClaim, `{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig"}`),
 			want:    []string{"default/gpuconfig-on-a-mig-device", migDevice, "GpuConfig"},
 		},
 		{
 			name:    "sharing not applied yet",
-			devices: []alloc{{"gpu", gpuDevice}},
+			devices: []alloc{{"gpu", gpuDevice, false}},
 			config:  opaque([]string{"gpu"}, resourceapi.AllocationConfigSourceClaim, `{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig","sharing":{"strategy":"TimeSlicing"}}`),
 			want:    []string{"default/sharing-not-applied-yet", gpuDevice, "sharing.strategy", "TimeSlicing", "not supported"},
 		},
 		{
 			name:    "device not on this node",
-			devices: []alloc{{"gpu", "gpu-99"}},
-			want:    []string{"default/device-not-on-this-node", "gpu-99", "does not exist"},
+			devices: []alloc{{"gpu", "gpu-99", false}},
+			want:    []string{"default/device-not-on-this-node", "gpu-99", "not a device of this node"},
 		},
 	}
 	for _, tc := range tests {
@@ -337,7 +337,8 @@ func TestBadInputFailsOnlyThatClaim(t *testing.T) {
 			} else {
 				bad = e.claim(name, tc.devices)
 			}
-			good := e.claim(name+"-good", []alloc{{"gpu", "gpu-5"}})
+			good := e.claim(name+"-good", []alloc{{"gpu", "gpu-5", false}})
+			defer e.unprepare(good)
 			res := e.prepare(bad, good)
 			err := res[bad.UID].Err
 			if err == nil {
@@ -354,7 +355,6 @@ func TestBadInputFailsOnlyThatClaim(t *testing.T) {
 			if _, ok := e.store.Get(string(bad.UID)); ok {
 				t.Error("bad claim left a checkpoint entry")
 			}
-			e.unprepare(good)
 		})
 	}
 }
@@ -376,7 +376,7 @@ func TestHundredConcurrentClaims(t *testing.T) {
 	}
 	claims := make([]*resourceapi.ResourceClaim, 100)
 	for i := range claims {
-		claims[i] = e.claim(fmt.Sprintf("c%03d", i), []alloc{{"mig", devices[i].Name}})
+		claims[i] = e.claim(fmt.Sprintf("c%03d", i), []alloc{{"mig", devices[i].Name, false}})
 	}
 	// As the kubelet does for 100 pods: one call per pod, all at once, each
 	// prepared twice (two containers' pods sharing a claim race the same way).
@@ -425,7 +425,7 @@ func TestHundredConcurrentClaims(t *testing.T) {
 
 func TestRebootPreparesAgain(t *testing.T) {
 	e := newEnv(t, simBackend(t, "dgxh100"))
-	c := e.claim("a", []alloc{{"gpu", "gpu-0"}})
+	c := e.claim("a", []alloc{{"gpu", "gpu-0", false}})
 	if err := e.prepare(c)[c.UID].Err; err != nil {
 		t.Fatal(err)
 	}
@@ -448,9 +448,9 @@ func TestRebootPreparesAgain(t *testing.T) {
 
 func TestCleanupRemovesStaleClaimsAndOrphanSpecs(t *testing.T) {
 	e := newEnv(t, simBackend(t, "dgxh100"))
-	live := e.claim("live", []alloc{{"gpu", "gpu-0"}})
-	gone := e.claim("gone", []alloc{{"gpu", "gpu-1"}})
-	replaced := e.claim("replaced", []alloc{{"gpu", "gpu-2"}})
+	live := e.claim("live", []alloc{{"gpu", "gpu-0", false}})
+	gone := e.claim("gone", []alloc{{"gpu", "gpu-1", false}})
+	replaced := e.claim("replaced", []alloc{{"gpu", "gpu-2", false}})
 	for uid, r := range e.prepare(live, gone, replaced) {
 		if r.Err != nil {
 			t.Fatalf("%s: %v", uid, r.Err)

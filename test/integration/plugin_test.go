@@ -114,7 +114,7 @@ func allocatedClaim(t *testing.T, name, nodeName, device string) *resourceapi.Re
 func prepareRequest(claims ...*resourceapi.ResourceClaim) *drapb.NodePrepareResourcesRequest {
 	req := &drapb.NodePrepareResourcesRequest{}
 	for _, c := range claims {
-		req.Claims = append(req.Claims, &drapb.Claim{Namespace: c.Namespace, Name: c.Name, UID: string(c.UID)})
+		req.Claims = append(req.Claims, &drapb.Claim{Namespace: c.Namespace, Name: c.Name, Uid: string(c.UID)})
 	}
 	return req
 }

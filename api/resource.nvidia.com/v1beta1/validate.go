@@ -9,10 +9,19 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// minPinnedMemoryLimit is the smallest MPS pinned-memory limit accepted.
-// MPS takes the limit in whole MiB, so anything smaller would silently turn
-// into 0 there.
-var minPinnedMemoryLimit = resource.MustParse("1Mi")
+// Bounds of an MPS pinned-memory limit. MPS takes the limit in whole MiB, so
+// anything smaller would silently turn into 0 there; the upper bound keeps
+// every accepted limit well inside an int64 of bytes for the code that
+// applies it.
+var (
+	minPinnedMemoryLimit = resource.MustParse("1Mi")
+	maxPinnedMemoryLimit = resource.MustParse("1Ei")
+)
+
+// maxQuantityExponent bounds the decimal exponent of a quantity before it is
+// compared: comparing expands the exponent into digits, so a limit written
+// as "1e999999999" would otherwise cost minutes of CPU in the webhook.
+const maxQuantityExponent = 64
 
 var (
 	deviceIndexPattern = regexp.MustCompile(`^(0|[1-9][0-9]*)$`)
@@ -105,8 +114,16 @@ func isDeviceIndex(key string) bool {
 }
 
 func validatePinnedLimit(q resource.Quantity, path *field.Path) field.ErrorList {
-	if q.Cmp(minPinnedMemoryLimit) < 0 {
+	// q is a copy: AsDec may change its representation, never its value.
+	if scale := q.AsDec().Scale(); scale < -maxQuantityExponent || scale > maxQuantityExponent {
+		// Printing the value would expand the exponent too.
+		return field.ErrorList{field.Invalid(path, field.OmitValueType{}, "must be between 1Mi and 1Ei")}
+	}
+	switch {
+	case q.Cmp(minPinnedMemoryLimit) < 0:
 		return field.ErrorList{field.Invalid(path, q.String(), "must be at least 1Mi")}
+	case q.Cmp(maxPinnedMemoryLimit) > 0:
+		return field.ErrorList{field.Invalid(path, q.String(), "must be at most 1Ei")}
 	}
 	return nil
 }

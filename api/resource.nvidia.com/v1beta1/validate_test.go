@@ -56,6 +56,18 @@ func TestParseRejectsInvalid(t *testing.T) {
 		yaml:    header + "kind: GpuConfig\nsharing:\n  strategy: MPS\n  mpsConfig:\n    defaultPinnedDeviceMemoryLimit: 1000Ki\n",
 		wantErr: `sharing.mpsConfig.defaultPinnedDeviceMemoryLimit: Invalid value: "1000Ki": must be at least 1Mi`,
 	}, {
+		name:    "memory limit above any GPU",
+		yaml:    header + "kind: GpuConfig\nsharing:\n  strategy: MPS\n  mpsConfig:\n    defaultPinnedDeviceMemoryLimit: 2Ei\n",
+		wantErr: `sharing.mpsConfig.defaultPinnedDeviceMemoryLimit: Invalid value: "2Ei": must be at most 1Ei`,
+	}, {
+		name:    "memory limit with a huge exponent is rejected without expanding it",
+		yaml:    header + "kind: GpuConfig\nsharing:\n  strategy: MPS\n  mpsConfig:\n    defaultPinnedDeviceMemoryLimit: 1e999999999\n",
+		wantErr: `sharing.mpsConfig.defaultPinnedDeviceMemoryLimit: Invalid value: must be between 1Mi and 1Ei`,
+	}, {
+		name:    "memory limit with a tiny exponent rounds to zero",
+		yaml:    header + "kind: MigDeviceConfig\nsharing:\n  strategy: MPS\n  mpsConfig:\n    defaultPerDevicePinnedMemoryLimit:\n      \"0\": 1e-999999999\n",
+		wantErr: `sharing.mpsConfig.defaultPerDevicePinnedMemoryLimit[0]: Invalid value: "0": must be at least 1Mi`,
+	}, {
 		name:    "per-device key is neither index nor UUID",
 		yaml:    header + "kind: GpuConfig\nsharing:\n  strategy: MPS\n  mpsConfig:\n    defaultPerDevicePinnedMemoryLimit:\n      gpu-0: 1Gi\n",
 		wantErr: `sharing.mpsConfig.defaultPerDevicePinnedMemoryLimit[gpu-0]: Invalid value: "gpu-0": key must be a device index within the claim (0, 1, ...) or a GPU- UUID`,
