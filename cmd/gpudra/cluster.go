@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gpudra/gpudra/internal/localcluster"
+	"github.com/gpudra/gpudra/internal/localcluster/images"
 )
 
 // defaultClusterRoot holds all of the local cluster's state; `clean` removes it.
@@ -50,13 +52,14 @@ func clusterCommand() *cobra.Command {
 				return err
 			}
 			c.BinDir = bin
+			c.ImportImages = importBaseImages(progress)
 			if err := c.Up(cmd.Context()); err != nil {
 				return err
 			}
 			progress("cluster up in %.1fs; use: export KUBECONFIG=%s", time.Since(start).Seconds(), c.Kubeconfig())
 			return nil
 		},
-	}, &cobra.Command{
+	}, imagesCommand(c, progress), &cobra.Command{
 		Use:   "down",
 		Short: "Stop every cluster process (by recorded PID), keeping state for inspection",
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -98,6 +101,60 @@ func clusterCommand() *cobra.Command {
 			return nil
 		},
 	})
+	return cmd
+}
+
+// imageCacheDir holds built image tars between runs.
+func imageCacheDir() string {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		base = filepath.Join(os.Getenv("HOME"), ".cache")
+	}
+	return filepath.Join(base, "gpudra", "images")
+}
+
+// importBaseImages builds the pause and busybox images and loads them into
+// the cluster's containerd before the kubelet starts: there is no registry.
+func importBaseImages(progress func(string, ...any)) func(ctx context.Context, ctr, addr string) error {
+	return func(ctx context.Context, ctr, addr string) error {
+		for _, build := range []func(context.Context, string) (string, error){images.Pause, images.Busybox} {
+			tar, err := build(ctx, imageCacheDir())
+			if err != nil {
+				return err
+			}
+			if err := images.Import(ctx, ctr, addr, tar); err != nil {
+				return err
+			}
+		}
+		progress("imported %s and %s", images.PauseRef, images.BusyboxRef)
+		return nil
+	}
+}
+
+func imagesCommand(c *localcluster.Cluster, progress func(string, ...any)) *cobra.Command {
+	var binaries []string
+	tag := "localhost/gpudra/gpudra:dev"
+	cmd := &cobra.Command{
+		Use:   "load-driver",
+		Short: "Build the gpudra image from built binaries and import it into the running cluster",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := localcluster.LoadState(c.Root)
+			if err != nil {
+				return fmt.Errorf("no cluster under %s: %w", c.Root, err)
+			}
+			tar, err := images.Driver(cmd.Context(), imageCacheDir(), binaries, tag)
+			if err != nil {
+				return err
+			}
+			if err := images.Import(cmd.Context(), filepath.Join(s.BinDir, "ctr"), localcluster.ContainerdSocket(c.Root), tar); err != nil {
+				return err
+			}
+			progress("imported %s", tag)
+			return nil
+		},
+	}
+	cmd.Flags().StringSliceVar(&binaries, "binaries", []string{"_output/bin/gpudra-kubelet-plugin", "_output/bin/gpudra"}, "binaries to put under /usr/bin in the image")
+	cmd.Flags().StringVar(&tag, "tag", tag, "image reference")
 	return cmd
 }
 

@@ -71,7 +71,7 @@ func (c *Cluster) Clean(ctx context.Context) error {
 // removeAllPods force-removes every pod sandbox through the CRI, so the
 // shims, mounts and network namespaces go away with them.
 func (c *Cluster) removeAllPods() {
-	sock := containerdSocket(c.Root)
+	sock := ContainerdSocket(c.Root)
 	if _, err := os.Stat(sock); err != nil {
 		return
 	}
@@ -87,7 +87,7 @@ func (c *Cluster) removeAllPods() {
 // cluster's containerd, identified by the containerd address on their
 // command line, which is unique to Root.
 func (c *Cluster) stopShims() {
-	addr := containerdSocket(c.Root)
+	addr := ContainerdSocket(c.Root)
 	procs, err := listProcs()
 	if err != nil {
 		return

@@ -103,7 +103,13 @@ func (c *Cluster) startEtcd(peerPort int) error {
 }
 
 func (c *Cluster) startAPIServer(p *pki) error {
-	return c.run("kube-apiserver", []string{
+	var extra []string
+	if !c.Full {
+		// A loopback advertise address cannot back the kubernetes service;
+		// without pods nothing needs it.
+		extra = append(extra, "--endpoint-reconciler-type=none")
+	}
+	return c.run("kube-apiserver", append([]string{
 		"--etcd-servers=http://127.0.0.1:" + itoa(c.state.EtcdPort),
 		"--bind-address=" + c.state.APIAddress,
 		"--advertise-address=" + c.state.APIAddress,
@@ -121,7 +127,7 @@ func (c *Cluster) startAPIServer(p *pki) error {
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
 		"--v=1",
-	})
+	}, extra...))
 }
 
 func (c *Cluster) startControllers(p *pki) error {
@@ -165,11 +171,11 @@ func (c *Cluster) startNode(ctx context.Context, p *pki) error {
 	if err := c.run("containerd", []string{"--config=" + filepath.Join(c.Root, "containerd", "config.toml")}, path); err != nil {
 		return err
 	}
-	if err := waitSocket(ctx, containerdSocket(c.Root), 30*time.Second); err != nil {
+	if err := waitSocket(ctx, ContainerdSocket(c.Root), 30*time.Second); err != nil {
 		return fmt.Errorf("containerd: %w\n%s", err, c.Logs(3000))
 	}
 	if c.ImportImages != nil {
-		if err := c.ImportImages(ctx, c.bin("ctr"), containerdSocket(c.Root)); err != nil {
+		if err := c.ImportImages(ctx, c.bin("ctr"), ContainerdSocket(c.Root)); err != nil {
 			return fmt.Errorf("import images: %w", err)
 		}
 	}

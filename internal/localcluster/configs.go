@@ -59,11 +59,12 @@ state = %[2]q
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ['/usr/lib/cni']
     conf_dir = %[7]q
-`, filepath.Join(cd, "root"), filepath.Join(cd, "state"), containerdSocket(root), containerdSocket(root)+".ttrpc",
+`, filepath.Join(cd, "root"), filepath.Join(cd, "state"), ContainerdSocket(root), ContainerdSocket(root)+".ttrpc",
 		PauseImage, filepath.Join(binDir, "runc"), filepath.Join(root, "cni", "net.d"))
 }
 
-func containerdSocket(root string) string { return filepath.Join(root, "containerd", "containerd.sock") }
+// ContainerdSocket is the address of the cluster's containerd.
+func ContainerdSocket(root string) string { return filepath.Join(root, "containerd", "containerd.sock") }
 
 // cniConfig is a bridge network on the pre-created bridge with host-local
 // addresses kept under the cluster root.
@@ -123,7 +124,7 @@ imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 resolvConf: /etc/resolv.conf
 shutdownGracePeriod: 0s
-`, bridgeIP, healthzPort, podCIDR, containerdSocket(root), pki.path("ca.crt"))
+`, bridgeIP, healthzPort, podCIDR, ContainerdSocket(root), pki.path("ca.crt"))
 }
 
 func writeFiles(files map[string]string) error {

@@ -58,6 +58,10 @@ func startNode(t *testing.T, name, profile string) *node {
 		t.Fatal(err)
 	}
 	pluginDir := filepath.Join(n.dir, "plugin")
+	// The kubelet owns the registration directory; there is no kubelet here.
+	if err := os.MkdirAll(filepath.Join(n.dir, "registry"), 0o750); err != nil {
+		t.Fatal(err)
+	}
 	helper, err := plugin.Start(ctx, n.driver, plugin.KubeletOptions{PluginDataDir: pluginDir, RegistrarDir: filepath.Join(n.dir, "registry")})
 	if err != nil {
 		t.Fatal(err)
