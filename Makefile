@@ -9,17 +9,32 @@ BIN := _output/bin
 TOOLS := -modfile=hack/tools/go.mod
 PKGS := ./...
 
-.PHONY: all build test unit lint fmt-check vet verify fuzz-seeds clean discover
+.PHONY: all build test unit e2e lint fmt-check vet verify prebuild clean discover demo
 
 all: build
 
 build: ## Build every binary into _output/bin.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-test: verify unit ## What CI runs: formatting, vet, lint, unit tests with -race (fuzz seed corpora included).
+test: verify prebuild unit e2e ## What CI runs: formatting, vet, lint, unit + integration tests (-race, fuzz seeds), e2e on a local cluster.
+
+# Kubernetes, containerd, runc and Helm built from Go modules (cached by
+# version; minutes when cold, instant when cached). Built here rather than
+# inside a test so a cold build does not eat a test's timeout.
+prebuild:
+	hack/localcluster/build.sh >/dev/null
+	hack/helm/build.sh >/dev/null
 
 unit:
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+# End-to-end suite: a real single-node cluster (needs root), the chart
+# installed, workloads asserting on what containers saw.
+e2e: build
+	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/... 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:'; exit $${PIPESTATUS[0]}
+
+demo: ## Start a local cluster with gpudra on a simulated DGX H100 and run GPU workloads.
+	hack/demo.sh
 
 verify: fmt-check vet lint
 

@@ -166,9 +166,7 @@ func (c *Cluster) startNode(ctx context.Context, p *pki) error {
 	}); err != nil {
 		return err
 	}
-	// containerd finds its shim on PATH.
-	path := "PATH=" + c.BinDir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	if err := c.run("containerd", []string{"--config=" + filepath.Join(c.Root, "containerd", "config.toml")}, path); err != nil {
+	if err := c.run("containerd", []string{"--config=" + filepath.Join(c.Root, "containerd", "config.toml")}, c.nodePath()); err != nil {
 		return err
 	}
 	if err := waitSocket(ctx, ContainerdSocket(c.Root), 30*time.Second); err != nil {
@@ -179,15 +177,7 @@ func (c *Cluster) startNode(ctx context.Context, p *pki) error {
 			return fmt.Errorf("import images: %w", err)
 		}
 	}
-	if err := c.run("kubelet", []string{
-		"--config=" + filepath.Join(c.Root, "kubelet", "config.yaml"),
-		"--kubeconfig=" + c.kubeconfigPath("kubelet"),
-		"--hostname-override=" + c.NodeName,
-		"--node-ip=" + bridgeIP,
-		"--tls-cert-file=" + p.path("kubelet.crt"),
-		"--tls-private-key-file=" + p.path("kubelet.key"),
-		"--v=2",
-	}, path); err != nil {
+	if err := c.startKubelet(p); err != nil {
 		return err
 	}
 	return c.run("kube-proxy", []string{
@@ -201,7 +191,45 @@ func (c *Cluster) startNode(ctx context.Context, p *pki) error {
 		// Leave the machine's conntrack table size alone.
 		"--conntrack-max-per-core=0",
 		"--v=1",
-	}, path)
+	}, c.nodePath())
+}
+
+// nodePath is the PATH node components run with: containerd and the kubelet
+// find the shim and runc there.
+func (c *Cluster) nodePath() string {
+	return "PATH=" + c.BinDir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+}
+
+func (c *Cluster) startKubelet(p *pki) error {
+	return c.run("kubelet", []string{
+		"--config=" + filepath.Join(c.Root, "kubelet", "config.yaml"),
+		"--kubeconfig=" + c.kubeconfigPath("kubelet"),
+		"--hostname-override=" + c.NodeName,
+		"--node-ip=" + bridgeIP,
+		"--tls-cert-file=" + p.path("kubelet.crt"),
+		"--tls-private-key-file=" + p.path("kubelet.key"),
+		"--v=2",
+	}, c.nodePath())
+}
+
+// RestartKubelet kills the kubelet (SIGKILL, as a crash would) and starts
+// it again with the same settings. Running pods are left alone, as on a
+// real node.
+func (c *Cluster) RestartKubelet(ctx context.Context) error {
+	if err := killByPIDFile(filepath.Join(c.Root, "pids", "kubelet.pid"), "kubelet"); err != nil {
+		return err
+	}
+	kept := c.processes[:0]
+	for _, p := range c.processes {
+		if p.name != "kubelet" {
+			kept = append(kept, p)
+		}
+	}
+	c.processes = kept
+	if err := c.startKubelet(&pki{dir: filepath.Join(c.Root, "pki")}); err != nil {
+		return err
+	}
+	return c.waitNodeReady(ctx)
 }
 
 func (c *Cluster) waitAPIReady(ctx context.Context) error {

@@ -118,3 +118,30 @@ func stopStale(pidPath, bin string) error {
 	}
 	return proc.Kill()
 }
+
+// killByPIDFile sends SIGKILL to the process recorded in pidPath if it still
+// runs binary name, and waits until it is gone.
+func killByPIDFile(pidPath, name string) error {
+	data, err := os.ReadFile(pidPath)
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(string(data))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("bad PID file %s", pidPath)
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil || filepath.Base(exe) != name {
+		return fmt.Errorf("%s (pid %d) is not running", name, pid)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return err
+	}
+	for i := 0; i < 100; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", name, pid)
+}

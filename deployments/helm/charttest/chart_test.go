@@ -101,7 +101,7 @@ func TestTemplate(t *testing.T) {
 			name: "defaults: simulated DGX H100 from the local image",
 			wantArgs: []string{
 				"--driver-name=gpu.nvidia.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
-				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "-v=2",
+				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "-v=2",
 			},
 			wantMounts:   hostMounts,
 			wantVolumes:  hostVolumes,
@@ -120,7 +120,7 @@ func TestTemplate(t *testing.T) {
 			wantArgs: []string{
 				"--driver-name=gpu.nvidia.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
 				"--driver-root=/driver-root", "--host-driver-root=/run/nvidia/driver",
-				"--cdi-dir=/var/run/cdi", "--healthz-addr=:9090", "-v=4",
+				"--cdi-dir=/var/run/cdi", "--healthz-addr=:9090", "--cleanup-interval=1m", "-v=4",
 			},
 			wantMounts: append(slices.Clone(hostMounts),
 				corev1.VolumeMount{Name: "driver-root", MountPath: "/driver-root", ReadOnly: true}),
@@ -136,7 +136,7 @@ func TestTemplate(t *testing.T) {
 			args: []string{"--set-file", "sim.config=" + simInventoryFile},
 			wantArgs: []string{
 				"--driver-name=gpu.nvidia.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
-				"--sim-config=/etc/gpudra/sim/inventory.yaml", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "-v=2",
+				"--sim-config=/etc/gpudra/sim/inventory.yaml", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "-v=2",
 			},
 			wantMounts: append(slices.Clone(hostMounts),
 				corev1.VolumeMount{Name: "sim-config", MountPath: "/etc/gpudra/sim", ReadOnly: true}),
@@ -161,7 +161,7 @@ func TestTemplate(t *testing.T) {
 			},
 			wantArgs: []string{
 				"--driver-name=gpu.example.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
-				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "-v=2",
+				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "-v=2",
 			},
 			wantMounts:   hostMounts,
 			wantVolumes:  hostVolumes,
@@ -178,7 +178,7 @@ func TestTemplate(t *testing.T) {
 			args: []string{"--set", "deviceClasses.create=false"},
 			wantArgs: []string{
 				"--driver-name=gpu.nvidia.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
-				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "-v=2",
+				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "-v=2",
 			},
 			wantMounts:   hostMounts,
 			wantVolumes:  hostVolumes,

@@ -1,0 +1,200 @@
+//go:build e2e
+
+// Package e2e tests gpudra the way a user meets it: a real single-node
+// Kubernetes 1.37 cluster (internal/localcluster: etcd, API server,
+// scheduler, controller manager, kubelet, containerd, runc, kube-proxy), the
+// Helm chart installed with the sim backend, and pods whose containers print
+// what they were given. Tests assert on that output and on API objects.
+//
+// Run with `make e2e` (root needed). The suite uses the same cluster root as
+// `make demo` and removes that cluster when it ends.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/gpudra/gpudra/internal/localcluster"
+	"github.com/gpudra/gpudra/internal/localcluster/images"
+)
+
+const (
+	repoRoot   = "../.."
+	driverName = "gpu.nvidia.com"
+	namespace  = "gpudra"
+	release    = "gpudra"
+)
+
+// suite is what every test shares.
+var suite struct {
+	cluster *localcluster.Cluster
+	client  kubernetes.Interface
+	helm    string
+	kubectl string
+	// nodeName is the cluster's single node.
+	nodeName string
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "[e2e %s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+	root := os.Getenv("GPUDRA_CLUSTER_ROOT")
+	if root == "" {
+		root = "/var/lib/gpudra-localcluster"
+	}
+	bin, err := localcluster.Binaries(ctx, repoRoot, localcluster.Components(true)...)
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	helm, err := run(ctx, filepath.Join(repoRoot, "hack/helm/build.sh"))
+	if err != nil {
+		logf("build helm: %v", err)
+		return 1
+	}
+	suite.helm = lastLine(helm)
+	suite.kubectl = filepath.Join(bin, "kubectl")
+	suite.nodeName = "gpudra-e2e"
+
+	c := &localcluster.Cluster{Root: root, BinDir: bin, Full: true, NodeName: suite.nodeName, Log: logf}
+	c.ImportImages = func(ctx context.Context, ctr, addr string) error {
+		cache := filepath.Join(os.TempDir(), "gpudra-e2e-images")
+		pause, err := images.Pause(ctx, cache)
+		if err != nil {
+			return err
+		}
+		busybox, err := images.Busybox(ctx, cache)
+		if err != nil {
+			return err
+		}
+		driver, err := images.Driver(ctx, cache, []string{
+			filepath.Join(repoRoot, "_output/bin/gpudra-kubelet-plugin"),
+			filepath.Join(repoRoot, "_output/bin/gpudra"),
+		}, "localhost/gpudra/gpudra:e2e")
+		if err != nil {
+			return fmt.Errorf("driver image (run `make build` first): %w", err)
+		}
+		for _, tar := range []string{pause, busybox, driver} {
+			if err := images.Import(ctx, ctr, addr, tar); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	suite.cluster = c
+	start := time.Now()
+	if err := c.Up(ctx); err != nil {
+		logf("cluster up: %v", err)
+		_ = c.Clean(context.Background())
+		return 1
+	}
+	defer func() {
+		if err := c.Clean(context.Background()); err != nil {
+			logf("clean: %v", err)
+		}
+	}()
+	logf("cluster up in %.1fs", time.Since(start).Seconds())
+	suite.client, _, err = c.Client()
+	if err != nil {
+		logf("%v", err)
+		return 1
+	}
+	start = time.Now()
+	if err := installChart(ctx); err != nil {
+		logf("install chart: %v\n%s", err, pluginLogs())
+		return 1
+	}
+	logf("chart installed and slices published in %.1fs", time.Since(start).Seconds())
+
+	code := m.Run()
+	if code != 0 {
+		logf("a test failed; component logs:\n%s\nplugin logs:\n%s", c.Logs(6000), pluginLogs())
+	}
+	return code
+}
+
+// installChart installs the chart with the e2e node inventory and waits until
+// the node's slices are published.
+func installChart(ctx context.Context) error {
+	out, err := helmCmd(ctx, "upgrade", "--install", release, filepath.Join(repoRoot, "deployments/helm/gpudra"),
+		"--namespace", namespace, "--create-namespace",
+		"--set", "image.tag=e2e",
+		"--set", "sim.enabled=true",
+		"--set-file", "sim.config=testdata/node.yaml",
+		"--set", "cleanupInterval=5s",
+		"--wait", "--timeout", "3m")
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return waitFor(ctx, time.Minute, "ResourceSlices of the node", func() (bool, error) {
+		list, err := suite.client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + suite.nodeName})
+		return err == nil && len(list.Items) > 0, nil
+	})
+}
+
+func helmCmd(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, suite.helm, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+suite.cluster.Kubeconfig())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func kubectl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, suite.kubectl, append([]string{"--kubeconfig", suite.cluster.Kubeconfig()}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func pluginLogs() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, _ := kubectl(ctx, "logs", "-n", namespace, "-l", "app.kubernetes.io/name=gpudra", "--tail=200", "--all-containers", "--prefix")
+	return out
+}
+
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	return string(out), err
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// waitFor polls cond every 100ms until it holds, fails or time runs out.
+func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
+}
