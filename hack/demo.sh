@@ -29,7 +29,7 @@ step "Loading the gpudra image into containerd"
 
 step "Installing the gpudra chart (sim mode: a DGX H100 with one GPU cut into MIG devices)"
 "$helm" upgrade --install gpudra deployments/helm/gpudra --namespace gpudra --create-namespace \
-  --set sim.enabled=true --set-file sim.config=deployments/demo/node.yaml --wait --timeout 2m
+  --set sim.enabled=true --set-file sim.config=deployments/demo/node.yaml --wait --timeout 2m >/dev/null
 kubectl wait --for=create resourceslices --field-selector spec.driver=gpu.nvidia.com --timeout=60s >/dev/null 2>&1 || true
 for _ in $(seq 1 100); do
   [ "$(kubectl get resourceslices -o name 2>/dev/null | wc -l)" -gt 0 ] && break

@@ -147,20 +147,21 @@ func run(ctx context.Context, f flags) error {
 	if err != nil {
 		return err
 	}
-	helper, err := plugin.Start(ctx, driver, plugin.KubeletOptions{
+	kubeletOpts := plugin.KubeletOptions{
 		PluginDataDir: f.pluginDir, RegistrarDir: f.registrarDir, RollingUpdateUID: types.UID(f.podUID),
-	})
-	if err != nil {
-		return err
 	}
 	if f.healthzAddr != "" {
-		srv := &http.Server{Addr: f.healthzAddr, Handler: driver.HealthHandler(filepath.Join(f.pluginDir, "dra.sock")), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Addr: f.healthzAddr, Handler: driver.HealthHandler(kubeletOpts.SocketPath()), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error(err, "Health endpoint failed")
 			}
 		}()
 		defer func() { _ = srv.Close() }()
+	}
+	helper, err := plugin.Start(ctx, driver, kubeletOpts)
+	if err != nil {
+		return err
 	}
 	<-ctx.Done()
 	logger.Info("Shutting down")

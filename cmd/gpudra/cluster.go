@@ -164,4 +164,3 @@ func envOr(key, def string) string {
 	}
 	return def
 }
-

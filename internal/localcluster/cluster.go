@@ -58,6 +58,9 @@ type State struct {
 	APIPort     int    `json:"apiPort"`
 	EtcdPort    int    `json:"etcdPort"`
 	KubeletPort int    `json:"kubeletHealthzPort"`
+	// kube-proxy's health and metrics ports (loopback).
+	ProxyHealthzPort int `json:"proxyHealthzPort"`
+	ProxyMetricsPort int `json:"proxyMetricsPort"`
 }
 
 // components in start order.
@@ -138,11 +141,11 @@ func (c *Cluster) start(ctx context.Context) error {
 			return err
 		}
 	}
-	ports, err := freePorts(4)
+	ports, err := freePorts(6)
 	if err != nil {
 		return err
 	}
-	c.state = State{Full: c.Full, NodeName: c.NodeName, BinDir: c.BinDir, APIAddress: address, APIPort: ports[0], EtcdPort: ports[1], KubeletPort: ports[3]}
+	c.state = State{Full: c.Full, NodeName: c.NodeName, BinDir: c.BinDir, APIAddress: address, APIPort: ports[0], EtcdPort: ports[1], KubeletPort: ports[3], ProxyHealthzPort: ports[4], ProxyMetricsPort: ports[5]}
 	etcdPeerPort := ports[2]
 	if c.Full {
 		c.state.APIPort = 6443

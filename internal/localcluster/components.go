@@ -119,6 +119,8 @@ func (c *Cluster) startAPIServer(p *pki) error {
 		"--client-ca-file=" + p.path("ca.crt"),
 		"--kubelet-client-certificate=" + p.path("apiserver-kubelet.crt"),
 		"--kubelet-client-key=" + p.path("apiserver-kubelet.key"),
+		// There is no DNS for node names: reach the kubelet by its IP.
+		"--kubelet-preferred-address-types=InternalIP",
 		"--service-account-key-file=" + p.path("sa.pub"),
 		"--service-account-signing-key-file=" + p.path("sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc",
@@ -160,9 +162,9 @@ func (c *Cluster) startControllers(p *pki) error {
 
 func (c *Cluster) startNode(ctx context.Context, p *pki) error {
 	if err := writeFiles(map[string]string{
-		filepath.Join(c.Root, "containerd", "config.toml"):       containerdConfig(c.Root, c.BinDir),
+		filepath.Join(c.Root, "containerd", "config.toml"):          containerdConfig(c.Root, c.BinDir),
 		filepath.Join(c.Root, "cni", "net.d", "10-gpudra.conflist"): cniConfig(c.Root),
-		filepath.Join(c.Root, "kubelet", "config.yaml"):          kubeletConfig(c.Root, p, c.state.KubeletPort),
+		filepath.Join(c.Root, "kubelet", "config.yaml"):             kubeletConfig(c.Root, p, c.state.KubeletPort),
 	}); err != nil {
 		return err
 	}
@@ -186,8 +188,8 @@ func (c *Cluster) startNode(ctx context.Context, p *pki) error {
 		"--cluster-cidr=" + clusterCIDR,
 		"--proxy-mode=iptables",
 		"--bind-address=" + bridgeIP,
-		"--healthz-bind-address=127.0.0.1:0",
-		"--metrics-bind-address=127.0.0.1:0",
+		"--healthz-bind-address=127.0.0.1:" + itoa(c.state.ProxyHealthzPort),
+		"--metrics-bind-address=127.0.0.1:" + itoa(c.state.ProxyMetricsPort),
 		// Leave the machine's conntrack table size alone.
 		"--conntrack-max-per-core=0",
 		"--v=1",

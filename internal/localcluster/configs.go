@@ -64,7 +64,9 @@ state = %[2]q
 }
 
 // ContainerdSocket is the address of the cluster's containerd.
-func ContainerdSocket(root string) string { return filepath.Join(root, "containerd", "containerd.sock") }
+func ContainerdSocket(root string) string {
+	return filepath.Join(root, "containerd", "containerd.sock")
+}
 
 // cniConfig is a bridge network on the pre-created bridge with host-local
 // addresses kept under the cluster root.
@@ -77,6 +79,7 @@ func cniConfig(root string) string {
       "type": "bridge",
       "bridge": %q,
       "isGateway": true,
+      "isDefaultGateway": true,
       "ipMasq": true,
       "hairpinMode": true,
       "ipam": {

@@ -7,15 +7,16 @@ import (
 
 // HealthHandler serves the DaemonSet's probes:
 //
-//   - /healthz (liveness): the kubelet's DRA socket still exists. A plugin
-//     whose socket was removed (e.g. the plugin directory was wiped) can never
-//     be called again and must be restarted.
+//   - /healthz (liveness): once started, the kubelet's DRA socket still
+//     exists. A plugin whose socket was removed (e.g. the plugin directory was
+//     wiped) can never be called again and must be restarted. While it starts
+//     (e.g. waiting for the API server), it is alive.
 //   - /readyz (readiness): the node's devices were handed to the slice
 //     publisher.
 func (d *Driver) HealthHandler(socketPath string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if _, err := os.Stat(socketPath); err != nil {
+		if _, err := os.Stat(socketPath); err != nil && d.published.Load() {
 			http.Error(w, "DRA socket: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
@@ -21,6 +22,15 @@ type KubeletOptions struct {
 	// RollingUpdateUID, when set (the pod UID), lets an old and a new plugin
 	// pod serve side by side during a DaemonSet rolling update.
 	RollingUpdateUID types.UID
+}
+
+// SocketPath is where the DRA helper listens: dra.sock, or dra-<uid>.sock
+// during rolling updates so that two plugin pods can serve side by side.
+func (o KubeletOptions) SocketPath() string {
+	if o.RollingUpdateUID != "" {
+		return filepath.Join(o.PluginDataDir, "dra-"+string(o.RollingUpdateUID)+".sock")
+	}
+	return filepath.Join(o.PluginDataDir, "dra.sock")
 }
 
 // Start registers the driver with the kubelet, publishes its devices and
