@@ -252,7 +252,7 @@ func removeIptablesChains() error {
 		var chains []string
 		var jumps [][]string
 		for _, line := range strings.Split(string(out), "\n") {
-			f := strings.Fields(line)
+			f := splitRule(line)
 			switch {
 			case len(f) == 2 && f[0] == "-N" && ours(f[1]):
 				chains = append(chains, f[1])
@@ -275,4 +275,36 @@ func removeIptablesChains() error {
 		}
 	}
 	return nil
+}
+
+// splitRule splits a line of `iptables -S` into arguments: fields separated
+// by spaces, where a double-quoted field (comments) may hold spaces and
+// backslash-escaped quotes.
+func splitRule(line string) []string {
+	var args []string
+	var cur strings.Builder
+	inQuote, have := false, false
+	for i := 0; i < len(line); i++ {
+		ch := line[i]
+		switch {
+		case inQuote && ch == '\\' && i+1 < len(line):
+			i++
+			cur.WriteByte(line[i])
+		case ch == '"':
+			inQuote, have = !inQuote, true
+		case ch == ' ' && !inQuote:
+			if have {
+				args = append(args, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteByte(ch)
+			have = true
+		}
+	}
+	if have {
+		args = append(args, cur.String())
+	}
+	return args
 }
