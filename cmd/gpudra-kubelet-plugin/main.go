@@ -94,7 +94,7 @@ func run(ctx context.Context, f flags) error {
 
 	client, _, err := kubeclient.New(kubeclient.Options{Kubeconfig: f.kubeconfig, QPS: 50, Burst: 100})
 	if err != nil {
-		return fmt.Errorf("Kubernetes client: %w", err)
+		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	recorder := nodeEventRecorder(ctx, client.CoreV1().Events(""))
 
@@ -118,6 +118,12 @@ func run(ctx context.Context, f flags) error {
 	specs, err := cdi.NewWriter(f.cdiDir, "k8s.gpu.nvidia.com", "claim", editor)
 	if err != nil {
 		return fmt.Errorf("CDI: %w", err)
+	}
+
+	if removed, err := specs.RemoveStaleTempFiles(); err != nil {
+		return fmt.Errorf("CDI: %w", err)
+	} else if len(removed) > 0 {
+		logger.Info("Removed CDI temp files of writes a crash interrupted", "files", removed)
 	}
 
 	bootID, err := checkpoint.ReadBootID(f.bootIDPath)

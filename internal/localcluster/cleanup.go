@@ -220,18 +220,18 @@ func createBridge() error {
 		{"link", "set", bridgeName, "up"},
 	} {
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+			return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, out)
 		}
 	}
 	return nil
 }
 
 func deleteBridge() error {
-	if _, err := os.Stat("/sys/class/net/" + bridgeName); err != nil {
+	if !exists("/sys/class/net/" + bridgeName) {
 		return nil
 	}
 	if out, err := exec.Command("ip", "link", "delete", bridgeName).CombinedOutput(); err != nil {
-		return fmt.Errorf("delete bridge %s: %v: %s", bridgeName, err, out)
+		return fmt.Errorf("delete bridge %s: %w: %s", bridgeName, err, out)
 	}
 	return nil
 }
@@ -240,7 +240,7 @@ func deleteBridge() error {
 // and then those chains, in the filter, nat and mangle tables. Whole tables
 // are never flushed: other rules on the machine are not ours.
 func removeIptablesChains() error {
-	if _, err := exec.LookPath("iptables"); err != nil {
+	if !onPath("iptables") {
 		return nil
 	}
 	ours := func(chain string) bool { return strings.HasPrefix(chain, "KUBE-") || strings.HasPrefix(chain, "CNI-") }
@@ -307,4 +307,14 @@ func splitRule(line string) []string {
 		args = append(args, cur.String())
 	}
 	return args
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func onPath(tool string) bool {
+	_, err := exec.LookPath(tool)
+	return err == nil
 }

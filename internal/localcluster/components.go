@@ -288,7 +288,7 @@ func (c *Cluster) poll(ctx context.Context, timeout time.Duration, what string, 
 	for time.Now().Before(deadline) {
 		for _, proc := range c.processes {
 			if done, err := proc.exited(); done {
-				return fmt.Errorf("%s exited (%v) while waiting for %s; logs:\n%s", proc.name, err, what, c.Logs(3000))
+				return fmt.Errorf("%s exited (%w) while waiting for %s; logs:\n%s", proc.name, err, what, c.Logs(3000))
 			}
 		}
 		if cond() {

@@ -1,7 +1,6 @@
 package localcluster
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -85,8 +84,9 @@ func (p *process) stop(grace time.Duration) {
 }
 
 // stopStale stops a process recorded in a PID file by an earlier run that
-// did not clean up, if that PID still runs the same binary.
-func stopStale(pidPath, bin string) error {
+// did not clean up, if that PID still runs the same binary (a PID reused by
+// another program is left alone): SIGTERM, then SIGKILL after 10 s.
+func stopStale(pidPath, name string) error {
 	data, err := os.ReadFile(pidPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -95,28 +95,26 @@ func stopStale(pidPath, bin string) error {
 		return err
 	}
 	defer func() { _ = os.Remove(pidPath) }()
-	pid, err := strconv.Atoi(string(data))
-	if err != nil || pid <= 1 {
+	pid, convErr := strconv.Atoi(string(data))
+	if convErr != nil || pid <= 1 || !runs(pid, name) {
 		return nil
 	}
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil || filepath.Base(exe) != filepath.Base(bin) {
-		return nil // gone, or the PID was reused by something else
-	}
-	proc, err := os.FindProcess(pid)
-	if err != nil {
-		return nil
-	}
-	_ = proc.Signal(syscall.SIGTERM)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		if err := proc.Signal(syscall.Signal(0)); err != nil {
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if !runs(pid, name) {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return proc.Kill()
+	return syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// runs tells whether pid is a live process of binary name (zombies do not
+// count: their exe link is gone).
+func runs(pid int, name string) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return err == nil && filepath.Base(exe) == name
 }
 
 // killByPIDFile sends SIGKILL to the process recorded in pidPath if it still
@@ -130,15 +128,14 @@ func killByPIDFile(pidPath, name string) error {
 	if err != nil || pid <= 1 {
 		return fmt.Errorf("bad PID file %s", pidPath)
 	}
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil || filepath.Base(exe) != name {
+	if !runs(pid, name) {
 		return fmt.Errorf("%s (pid %d) is not running", name, pid)
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return err
 	}
 	for i := 0; i < 100; i++ {
-		if syscall.Kill(pid, 0) != nil {
+		if !runs(pid, name) {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)

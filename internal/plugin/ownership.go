@@ -63,11 +63,3 @@ func (o *ownership) release(claimUID string) {
 		}
 	}
 }
-
-// owner returns the claim holding a device.
-func (o *ownership) owner(device string) (claimRef, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	c, ok := o.owners[device]
-	return c, ok
-}

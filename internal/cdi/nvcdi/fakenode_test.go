@@ -9,6 +9,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxa100"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"golang.org/x/sys/unix"
 
 	"github.com/gpudra/gpudra/internal/cdi"
@@ -25,8 +26,8 @@ const driverVersion = "550.54.15"
 // mock leaves out.
 type fakeNode struct {
 	root string
-	nvml *dgxa100.Server
-	gpus []*dgxa100.Device
+	nvml *server.Server
+	gpus []*server.Device
 	// migHandles are the MIG devices created with addMIGDevice, by UUID.
 	migHandles map[string]*mock.Device
 }
@@ -52,7 +53,7 @@ func newFakeNode(t *testing.T) *fakeNode {
 	}
 
 	for i, d := range n.nvml.Devices {
-		dev := d.(*dgxa100.Device)
+		dev := d.(*server.Device)
 		// Deterministic identity; the mock's UUIDs are random and its
 		// PciInfo has no bus ID. Bus IDs are ones no host has a DRM node
 		// for, so the toolkit's sysfs lookup finds none.
@@ -118,7 +119,7 @@ func (n *fakeNode) addMIGDevice(t *testing.T, i int) cdi.Device {
 	if ret != nvml.SUCCESS {
 		t.Fatalf("create GPU instance: %v", ret)
 	}
-	gi := giHandle.(*dgxa100.GpuInstance)
+	gi := giHandle.(*server.GpuInstance)
 	ciProfile, ret := gi.GetComputeInstanceProfileInfo(nvml.COMPUTE_INSTANCE_PROFILE_1_SLICE, nvml.COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED)
 	if ret != nvml.SUCCESS {
 		t.Fatalf("compute instance profile: %v", ret)
@@ -127,7 +128,7 @@ func (n *fakeNode) addMIGDevice(t *testing.T, i int) cdi.Device {
 	if ret != nvml.SUCCESS {
 		t.Fatalf("create compute instance: %v", ret)
 	}
-	ci := ciHandle.(*dgxa100.ComputeInstance)
+	ci := ciHandle.(*server.ComputeInstance)
 
 	// The mock cannot look instances up by ID, nor hand out MIG device
 	// handles; these fill in what go-nvlib asks for.

@@ -14,7 +14,7 @@ func TestLoadConfigErrors(t *testing.T) {
 	}{
 		{"empty", ``, []string{"gpus: at least one GPU (or a profile) is required"}},
 		{"unknown top-level field", "gpu:\n- model: l4-pcie-24gb\n", []string{`unknown field "gpu"`}},
-		{"unknown GPU field", "gpus:\n- model: l4-pcie-24gb\n  modle: x\n", []string{`unknown field "gpus[0].modle"`}},
+		{"unknown GPU field", "gpus:\n- model: l4-pcie-24gb\n  modle: x\n", []string{`unknown field "gpus[0].modle"`}}, //nolint:misspell // the typo is the test
 		{"unknown MIG device field", "gpus:\n- model: h100-sxm5-80gb\n  migEnabled: true\n  migDevices:\n  - profile: 1g.10gb\n    placment: 1\n",
 			[]string{`unknown field "gpus[0].migDevices[0].placment"`}},
 		{"duplicate field", "gpus:\n- model: l4-pcie-24gb\n  count: 1\n  count: 2\n", []string{`key "count" already set`}},

@@ -81,7 +81,7 @@ func readLdSoConf(confPath string, depth int) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ld.so.conf: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var dirs []string
 	scanner := bufio.NewScanner(f)
 	for scanner.Scan() {
@@ -173,7 +173,7 @@ func (r *libraryResolver) find(soname string, requester dynamicInfo) (string, er
 			continue
 		}
 		matches := f.Class == requester.class && f.Machine == requester.machine
-		f.Close()
+		_ = f.Close()
 		if matches {
 			return candidate, nil
 		}
@@ -195,7 +195,7 @@ func readDynamicInfo(object string) (dynamicInfo, error) {
 	if err != nil {
 		return dynamicInfo{}, fmt.Errorf("read ELF %s: %w", object, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	info := dynamicInfo{class: f.Class, machine: f.Machine}
 	for _, prog := range f.Progs {
 		if prog.Type != elf.PT_INTERP {

@@ -38,7 +38,7 @@ func readImageTar(t *testing.T, tarPath string) imageTar {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var img imageTar
 	files := map[string][]byte{}
 	tr := tar.NewReader(f)

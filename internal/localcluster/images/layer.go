@@ -58,7 +58,7 @@ func writeHostFile(tw *tar.Writer, hdr *tar.Header, hostPath string) error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	info, err := f.Stat()
 	if err != nil {
 		return err

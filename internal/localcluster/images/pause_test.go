@@ -51,7 +51,7 @@ func TestPauseExitsCleanlyOnSignal(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			defer cmd.Process.Kill()
+			defer func() { _ = cmd.Process.Kill() }()
 			waitForHandler(t, cmd.Process.Pid, sig)
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)

@@ -64,8 +64,8 @@ func Write(spec Spec, tarPath string) (string, error) {
 		return "", fmt.Errorf("image %s: layer: %w", spec.Ref, err)
 	}
 	defer func() {
-		layer.file.Close()
-		os.Remove(layer.file.Name())
+		_ = layer.file.Close()
+		_ = os.Remove(layer.file.Name())
 	}()
 
 	config, err := jsonBlob(imageConfig{
@@ -149,8 +149,8 @@ func writeLayerBlob(dir string, entries []Entry) (blob, error) {
 		size, err = f.Seek(0, io.SeekCurrent)
 	}
 	if err != nil {
-		f.Close()
-		os.Remove(f.Name())
+		_ = f.Close()
+		_ = os.Remove(f.Name())
 		return blob{}, err
 	}
 	return blob{digest: "sha256:" + hex.EncodeToString(hash.Sum(nil)), size: size, file: f}, nil
@@ -164,8 +164,8 @@ func writeLayoutTar(tarPath string, layout, imageIndex []byte, blobs []blob) err
 		return err
 	}
 	defer func() {
-		out.Close()
-		os.Remove(out.Name()) // fails harmlessly once renamed
+		_ = out.Close()
+		_ = os.Remove(out.Name()) // fails harmlessly once renamed
 	}()
 	buf := bufio.NewWriterSize(out, 1<<20)
 	tw := tar.NewWriter(buf)
