@@ -9,6 +9,7 @@ import (
 	goflag "flag"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -44,6 +45,7 @@ type flags struct {
 	cleanupInterval time.Duration
 	hostDriverRoot  string
 	healthzAddr     string
+	pprofAddr       string
 	cdiHookPath     string
 	backend         backend.Options
 }
@@ -64,6 +66,7 @@ func main() {
 	fs.StringVar(&f.hostDriverRoot, "host-driver-root", "", "where the container runtime finds the driver root (NVML mode; default --driver-root)")
 	fs.StringVar(&f.cdiHookPath, "nvidia-cdi-hook-path", "/usr/bin/nvidia-cdi-hook", "host path of nvidia-cdi-hook (NVML mode)")
 	fs.StringVar(&f.healthzAddr, "healthz-addr", "", "serve /healthz and /readyz on this address (e.g. :51515); off when empty")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060), to profile the plugin; off when empty")
 	f.backend.AddFlags(fs)
 	klogFlags := goflag.NewFlagSet("klog", goflag.ExitOnError)
 	klog.InitFlags(klogFlags)
@@ -165,6 +168,15 @@ func run(ctx context.Context, f flags) error {
 		}()
 		defer func() { _ = srv.Close() }()
 	}
+	if f.pprofAddr != "" {
+		srv := &http.Server{Addr: f.pprofAddr, Handler: pprofHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error(err, "pprof endpoint failed")
+			}
+		}()
+		defer func() { _ = srv.Close() }()
+	}
 	helper, err := plugin.Start(ctx, driver, kubeletOpts)
 	if err != nil {
 		return err
@@ -180,4 +192,14 @@ func nodeEventRecorder(ctx context.Context, sink typedcorev1.EventInterface) rec
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: sink})
 	return broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "gpudra-kubelet-plugin"})
+}
+
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

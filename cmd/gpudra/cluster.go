@@ -26,6 +26,7 @@ func clusterCommand() *cobra.Command {
 	cmd.PersistentFlags().StringVar(&c.Root, "root", envOr("GPUDRA_CLUSTER_ROOT", defaultClusterRoot), "directory holding all cluster state")
 	cmd.PersistentFlags().StringVar(&c.NodeName, "node-name", "gpudra-node", "name of the cluster's node")
 	cmd.PersistentFlags().StringVar(&repo, "repo", ".", "gpudra source tree (for hack/localcluster/build.sh)")
+	controlPlaneOnly := false
 	progress := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 	}
@@ -42,24 +43,7 @@ func clusterCommand() *cobra.Command {
 			fmt.Println(bin)
 			return nil
 		},
-	}, &cobra.Command{
-		Use:   "up",
-		Short: "Start the cluster from a clean state and wait until the node is Ready",
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			start := time.Now()
-			bin, err := localcluster.Binaries(cmd.Context(), repo, localcluster.Components(true)...)
-			if err != nil {
-				return err
-			}
-			c.BinDir = bin
-			c.ImportImages = importBaseImages(progress)
-			if err := c.Up(cmd.Context()); err != nil {
-				return err
-			}
-			progress("cluster up in %.1fs; use: export KUBECONFIG=%s", time.Since(start).Seconds(), c.Kubeconfig())
-			return nil
-		},
-	}, imagesCommand(c, progress), &cobra.Command{
+	}, upCommand(c, &repo, &controlPlaneOnly, progress), imagesCommand(c, progress), &cobra.Command{
 		Use:   "down",
 		Short: "Stop every cluster process (by recorded PID), keeping state for inspection",
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -69,6 +53,10 @@ func clusterCommand() *cobra.Command {
 		Use:   "clean",
 		Short: "Stop the cluster and remove all its state, mounts, bridge and iptables chains",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// A control-plane-only cluster touched nothing outside its root.
+			if s, err := localcluster.LoadState(c.Root); err == nil {
+				c.Full = s.Full
+			}
 			return c.Clean(cmd.Context())
 		},
 	}, &cobra.Command{
@@ -101,6 +89,30 @@ func clusterCommand() *cobra.Command {
 			return nil
 		},
 	})
+	return cmd
+}
+
+func upCommand(c *localcluster.Cluster, repo *string, controlPlaneOnly *bool, progress func(string, ...any)) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start the cluster from a clean state and wait until the node is Ready",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			start := time.Now()
+			c.Full = !*controlPlaneOnly
+			bin, err := localcluster.Binaries(cmd.Context(), *repo, localcluster.Components(c.Full)...)
+			if err != nil {
+				return err
+			}
+			c.BinDir = bin
+			c.ImportImages = importBaseImages(progress)
+			if err := c.Up(cmd.Context()); err != nil {
+				return err
+			}
+			progress("cluster up in %.1fs; use: export KUBECONFIG=%s", time.Since(start).Seconds(), c.Kubeconfig())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(controlPlaneOnly, "control-plane-only", false, "run only etcd and the API server, on 127.0.0.1 (for benchmarks and API tests; no root needed)")
 	return cmd
 }
 

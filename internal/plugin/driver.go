@@ -74,7 +74,6 @@ type Driver struct {
 	locks     *claimLocks
 	owners    *ownership
 	snapshot  atomic.Pointer[snapshot]
-	publisher publisher
 	published atomic.Bool
 }
 
@@ -130,10 +129,9 @@ func (d *Driver) refreshInventory(ctx context.Context) error {
 	return nil
 }
 
-// Publish publishes the current devices through p (the kubelet plugin
-// helper) and remembers p for later republishing.
+// Publish hands the current devices to p (the kubelet plugin helper's
+// ResourceSlice controller), which keeps them published.
 func (d *Driver) Publish(ctx context.Context, p publisher) error {
-	d.publisher = p
 	s := d.snapshot.Load()
 	if err := p.PublishResources(ctx, *devicemodel.DriverResources(d.cfg.NodeName, s.devices)); err != nil {
 		return err

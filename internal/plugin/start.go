@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
+
+	"github.com/gpudra/gpudra/internal/devicemodel"
 )
 
 // KubeletOptions say where the kubelet looks for the plugin.
@@ -37,9 +39,13 @@ func (o KubeletOptions) SocketPath() string {
 // starts the cleanup loop. Calls for different claims run in parallel
 // (Serialize(false)): the driver serializes per claim itself.
 func Start(ctx context.Context, d *Driver, opts KubeletOptions) (*kubeletplugin.Helper, error) {
-	// The helper listens on dra.sock in this directory but does not create it.
-	if err := os.MkdirAll(opts.PluginDataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create plugin directory: %w", err)
+	// The helper listens in both directories but creates neither. The kubelet
+	// creates the registration directory too; a plugin that starts first (or
+	// runs without a kubelet, as in benchmarks) must not fail on it.
+	for _, dir := range []string{opts.PluginDataDir, opts.RegistrarDir} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create plugin directory: %w", err)
+		}
 	}
 	helperOpts := []kubeletplugin.Option{
 		kubeletplugin.DriverName(d.cfg.DriverName),
@@ -56,11 +62,21 @@ func Start(ctx context.Context, d *Driver, opts KubeletOptions) (*kubeletplugin.
 	if err != nil {
 		return nil, fmt.Errorf("start kubelet plugin: %w", err)
 	}
-	if err := d.Publish(ctx, helper); err != nil {
-		helper.Stop()
-		return nil, fmt.Errorf("publish devices: %w", err)
+	logger := klog.FromContext(ctx)
+	if err := d.publishFirst(ctx, devicemodel.DriverResources(d.cfg.NodeName, d.Devices())); err != nil {
+		// Not fatal: the controller publishes a second later.
+		logger.Error(err, "Could not publish ahead of the slice controller")
+	} else {
+		d.published.Store(true)
 	}
-	klog.FromContext(ctx).Info("Kubelet plugin started", "driver", d.cfg.DriverName, "node", d.cfg.NodeName, "devices", len(d.Devices()))
+	// The controller's first sync waits about a second for its informer; the
+	// kubelet can already call us meanwhile.
+	go func() {
+		if err := d.Publish(ctx, helper); err != nil {
+			d.HandleError(ctx, err, "start ResourceSlice publishing")
+		}
+	}()
+	logger.Info("Kubelet plugin started", "driver", d.cfg.DriverName, "node", d.cfg.NodeName, "devices", len(d.Devices()))
 	go d.RunCleanup(ctx)
 	return helper, nil
 }

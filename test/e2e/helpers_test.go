@@ -28,13 +28,23 @@ const reportCommand = `echo "NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES"; fo
 // unprepared everything.
 func testNamespace(t *testing.T) string {
 	t.Helper()
+	return createNamespace(t, "", nil)
+}
+
+// createNamespace creates a namespace named after the test plus suffix, with
+// labels, and deletes it when the test ends (see testNamespace).
+func createNamespace(t *testing.T, suffix string, labels map[string]string) string {
+	t.Helper()
 	ctx := context.Background()
 	name := strings.ToLower(regexp.MustCompile(`[^a-zA-Z0-9]+`).ReplaceAllString(t.Name(), "-"))
 	if len(name) > 50 {
 		name = name[:50]
 	}
 	name = strings.Trim(name, "-")
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if suffix != "" {
+		name += "-" + suffix
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
 	if _, err := suite.client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +210,7 @@ func describe(ns, pod string) string {
 	return out
 }
 
-// deviceOf returns the published device with the given UUID attribute.
+// deviceByUUID returns the published device with the given UUID attribute.
 func deviceByUUID(t *testing.T, uuid string) resourceapi.Device {
 	t.Helper()
 	list, err := suite.client.ResourceV1().ResourceSlices().List(context.Background(), metav1.ListOptions{FieldSelector: "spec.nodeName=" + suite.nodeName})

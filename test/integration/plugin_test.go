@@ -58,10 +58,6 @@ func startNode(t *testing.T, name, profile string) *node {
 		t.Fatal(err)
 	}
 	pluginDir := filepath.Join(n.dir, "plugin")
-	// The kubelet owns the registration directory; there is no kubelet here.
-	if err := os.MkdirAll(filepath.Join(n.dir, "registry"), 0o750); err != nil {
-		t.Fatal(err)
-	}
 	helper, err := plugin.Start(ctx, n.driver, plugin.KubeletOptions{PluginDataDir: pluginDir, RegistrarDir: filepath.Join(n.dir, "registry")})
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +143,16 @@ func TestPluginPublishesSlicesToAPIServer(t *testing.T) {
 	}
 	if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].Kind != "Node" {
 		t.Errorf("slice owner = %+v, want the Node", s.OwnerReferences)
+	}
+
+	// The plugin publishes ahead of the library's slice controller; once the
+	// controller has synced (about a second later) it must adopt that slice
+	// as it is: no second slice, no new generation, no rewrite.
+	time.Sleep(2500 * time.Millisecond)
+	later := n.slices(t)
+	if len(later) != 1 || later[0].Name != s.Name || later[0].Spec.Pool.Generation != s.Spec.Pool.Generation || later[0].ResourceVersion != s.ResourceVersion {
+		t.Errorf("slice controller changed the early slice: before %s gen %d rv %s, after %d slices (first %s gen %d rv %s)",
+			s.Name, s.Spec.Pool.Generation, s.ResourceVersion, len(later), later[0].Name, later[0].Spec.Pool.Generation, later[0].ResourceVersion)
 	}
 }
 

@@ -1,0 +1,153 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Each test here runs two pods with a GPU each, disrupts the node's DRA
+// stack while they run, and checks what a user would: the pods keep running
+// with the same GPUs, new pods still get GPUs, and deleting the pods leaves
+// nothing behind on the node.
+
+func TestRunningPodsSurvivePluginKill(t *testing.T) {
+	podsSurvive(t, func(t *testing.T, before *corev1.Pod, devices int) {
+		restarts := before.Status.ContainerStatuses[0].RestartCount
+		pid := pluginHostPID(t, before)
+		t.Logf("killing plugin pid %d (pod %s)", pid, before.Name)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill plugin pid %d: %v", pid, err)
+		}
+		waitPluginServing(t, 2*time.Minute, devices, func(p *corev1.Pod) bool {
+			return p.UID == before.UID && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount > restarts
+		})
+	})
+}
+
+func TestRunningPodsSurviveKubeletRestart(t *testing.T) {
+	podsSurvive(t, func(t *testing.T, before *corev1.Pod, devices int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := suite.cluster.RestartKubelet(ctx); err != nil {
+			t.Fatalf("restart kubelet: %v", err)
+		}
+		waitPluginServing(t, 2*time.Minute, devices, func(p *corev1.Pod) bool { return p.UID == before.UID })
+	})
+}
+
+func TestRunningPodsSurvivePluginUpgrade(t *testing.T) {
+	podsSurvive(t, func(t *testing.T, before *corev1.Pod, devices int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		// A changed pod template rolls the DaemonSet: the new plugin pod
+		// starts next to the old one (maxSurge 1), then the old one goes.
+		verbosity := "3"
+		if slices.Contains(before.Spec.Containers[0].Args, "-v=3") {
+			verbosity = "4"
+		}
+		out, err := helmCmd(ctx, "upgrade", release, filepath.Join(repoRoot, "deployments/helm/gpudra"),
+			"--namespace", namespace, "--reuse-values", "--set", "logVerbosity="+verbosity,
+			"--wait", "--timeout", "3m")
+		if err != nil {
+			t.Fatalf("helm upgrade: %v\n%s", err, out)
+		}
+		after := waitPluginServing(t, 2*time.Minute, devices, func(p *corev1.Pod) bool { return p.UID != before.UID })
+		if !slices.Contains(after.Spec.Containers[0].Args, "-v="+verbosity) {
+			t.Errorf("new plugin pod runs with %v, want -v=%s", after.Spec.Containers[0].Args, verbosity)
+		}
+	})
+}
+
+// workload is one of the pods podsSurvive watches.
+type workload struct {
+	uuid        string
+	containerID string
+	claimUID    string
+}
+
+// podsSurvive runs the scenario the tests above share; disrupt gets the
+// plugin pod and the number of published devices from before the
+// disruption and returns once the plugin serves again.
+func podsSurvive(t *testing.T, disrupt func(t *testing.T, plugin *corev1.Pod, devices int)) {
+	ns := testNamespace(t)
+	create(t, claimTemplate(ns, "one-gpu", request("gpu", "gpu.nvidia.com")), suite.client.ResourceV1().ResourceClaimTemplates(ns).Create)
+	pods := []string{"pod-a", "pod-b"}
+	for _, name := range pods {
+		create(t, reportPod(ns, name, 1, podClaim{name: "gpu", template: "one-gpu"}), suite.client.CoreV1().Pods(ns).Create)
+	}
+	before := map[string]workload{}
+	for _, name := range pods {
+		before[name] = runningWorkload(t, ns, name)
+		if state := claimOnNode(t, before[name].claimUID); !state.prepared() {
+			t.Fatalf("%s runs, but its claim is not prepared on the node: %s", name, state)
+		}
+	}
+
+	plugins, err := pluginPods(context.Background())
+	if err != nil || len(plugins) != 1 {
+		t.Fatalf("plugin pods: %d (%v), want 1", len(plugins), err)
+	}
+	disrupt(t, &plugins[0], len(publishedDevices(t)))
+
+	for _, name := range pods {
+		p := getPod(t, ns, name)
+		if p.Status.Phase != corev1.PodRunning {
+			t.Errorf("%s is %s after the disruption, want Running", name, p.Status.Phase)
+			continue
+		}
+		cs := p.Status.ContainerStatuses[0]
+		if cs.ContainerID != before[name].containerID || cs.RestartCount != 0 {
+			t.Errorf("%s: container %s (restarts %d), want the same container %s", name, cs.ContainerID, cs.RestartCount, before[name].containerID)
+		}
+		logs, err := podLogs(context.Background(), ns, name, "ctr0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := parseReport(logs); len(s.UUIDs) != 1 || s.UUIDs[0] != before[name].uuid {
+			t.Errorf("%s now reports UUIDs %v, want %s", name, s.UUIDs, before[name].uuid)
+		}
+		if state := claimOnNode(t, before[name].claimUID); !state.prepared() {
+			t.Errorf("%s still runs, but after the disruption its claim has %s", name, state)
+		}
+	}
+
+	// The node still prepares new claims, without handing out a held GPU.
+	create(t, reportPod(ns, "pod-after", 1, podClaim{name: "gpu", template: "one-gpu"}), suite.client.CoreV1().Pods(ns).Create)
+	after := runningWorkload(t, ns, "pod-after")
+	for name, w := range before {
+		if after.uuid == w.uuid {
+			t.Errorf("pod-after got GPU %s, which %s holds", after.uuid, name)
+		}
+	}
+	before["pod-after"] = after
+
+	// The kubelet unprepares a pod's claims before it lets the pod go, so
+	// nothing of them may be left once the pods are gone.
+	for name, w := range before {
+		deletePodAndWait(t, ns, name, time.Minute)
+		if state := claimOnNode(t, w.claimUID); !state.clean() {
+			t.Errorf("%s is gone, but its claim %s left %s\nplugin logs:\n%s", name, w.claimUID, state, pluginLogs())
+		}
+	}
+}
+
+// runningWorkload waits for a one-container pod with claim "gpu" to report
+// and returns what identifies it.
+func runningWorkload(t *testing.T, ns, name string) workload {
+	t.Helper()
+	s := waitReport(t, ns, name)["ctr0"]
+	if len(s.UUIDs) != 1 {
+		t.Fatalf("%s sees UUIDs %v, want exactly one", name, s.UUIDs)
+	}
+	p := getPod(t, ns, name)
+	claim := getClaim(t, ns, podClaimName(t, p, "gpu"))
+	return workload{uuid: s.UUIDs[0], containerID: p.Status.ContainerStatuses[0].ContainerID, claimUID: string(claim.UID)}
+}
