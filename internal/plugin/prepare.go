@@ -21,8 +21,13 @@ import (
 
 // prepareClaim makes a claim's devices ready for its containers and returns
 // their CDI device IDs. The order of steps is what makes crashes safe:
-// reserve devices (memory) -> checkpoint PrepareStarted -> CDI spec ->
-// checkpoint PrepareCompleted -> answer the kubelet.
+// reserve devices (memory) -> CDI spec -> checkpoint PrepareCompleted (one
+// fsync) -> answer the kubelet. A crash before the checkpoint write leaves at
+// most a CDI spec no claim owns, which cleanup removes (it runs at start);
+// the kubelet, never told of success, prepares again. Preparations that will
+// change hardware (creating MIG devices, starting MPS daemons) record
+// PrepareStarted before touching it, so a crash leaves a record of what to
+// undo; whole-GPU and existing-MIG claims change nothing on the GPU.
 func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceClaim) ([]kubeletplugin.Device, error) {
 	ref := claimRef{UID: string(claim.UID), Namespace: claim.Namespace, Name: claim.Name}
 	logger := klog.FromContext(ctx).WithValues("claim", ref.String(), "claimUID", ref.UID)
@@ -55,10 +60,6 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 		}
 	}()
 
-	rec.State = checkpoint.PrepareStarted
-	if err := d.cfg.Store.Put(ctx, rec); err != nil {
-		return nil, fmt.Errorf("claim %s: record in checkpoint: %w", ref, err)
-	}
 	ids, err := d.cfg.CDI.WriteClaimSpec(ctx, ref.UID, cdiDevs)
 	if err != nil {
 		return nil, fmt.Errorf("claim %s: write CDI spec: %w", ref, err)
