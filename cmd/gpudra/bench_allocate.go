@@ -13,7 +13,7 @@ import (
 // defaultAllocateClaims bounds each run so the default benchmark (two
 // cluster sizes, three cases, two layouts) stays within a few minutes on
 // a small machine; --claims=0 fills the cluster instead.
-const defaultAllocateClaims = 1000
+const defaultAllocateClaims = 500
 
 func benchAllocateCommand() *cobra.Command {
 	nodes := []int{100, 1000}
@@ -38,16 +38,27 @@ memory), mig (two 1g.10gb MIG devices on one parent GPU).`,
 			if output != "table" && output != "json" {
 				return fmt.Errorf("--output %q: want table or json", output)
 			}
-			var comparisons []*allocate.Comparison
+			// Check every flag before the first run: a typo should not
+			// cost minutes of benchmarking.
+			var selected []allocate.Case
+			for _, name := range cases {
+				c, err := allocate.CaseByName(name)
+				if err != nil {
+					return fmt.Errorf("--cases: %w", err)
+				}
+				selected = append(selected, c)
+			}
 			for _, n := range nodes {
 				if n < 1 {
 					return fmt.Errorf("--nodes: %d is not a node count", n)
 				}
-				for _, name := range cases {
-					c, err := allocate.CaseByName(name)
-					if err != nil {
-						return fmt.Errorf("--cases: %w", err)
-					}
+			}
+			if opts.Claims < 0 {
+				return fmt.Errorf("--claims: %d: want 0 (fill the cluster) or more", opts.Claims)
+			}
+			var comparisons []*allocate.Comparison
+			for _, n := range nodes {
+				for _, c := range selected {
 					run := opts
 					run.Case, run.Nodes = c, n
 					start := time.Now()
@@ -55,7 +66,7 @@ memory), mig (two 1g.10gb MIG devices on one parent GPU).`,
 					if err != nil {
 						return err
 					}
-					fmt.Fprintf(os.Stderr, "%s on %d nodes: %.1fs\n", name, n, time.Since(start).Seconds())
+					fmt.Fprintf(os.Stderr, "bench allocate: case %s on %d nodes done in %.1fs\n", c.Name, n, time.Since(start).Seconds())
 					comparisons = append(comparisons, comparison)
 				}
 			}
@@ -68,7 +79,7 @@ memory), mig (two 1g.10gb MIG devices on one parent GPU).`,
 	cmd.Flags().IntSliceVar(&nodes, "nodes", nodes, "cluster sizes to run, in simulated nodes of 8 GPUs")
 	cmd.Flags().IntVar(&opts.Claims, "claims", opts.Claims, "claims to place per run; 0 fills the cluster")
 	cmd.Flags().StringSliceVar(&cases, "cases", cases, "cases to run: gpu, cel, mig")
-	cmd.Flags().IntVar(&opts.FeasibleNodes, "feasible-nodes", 0, "feasible nodes each claim's search looks for before picking the first; 0 is kube-scheduler's default rule, 1 is first fit")
+	cmd.Flags().IntVar(&opts.FeasibleNodes, "feasible-nodes", 0, "feasible nodes each claim's search looks for before picking the first of them; 0 is kube-scheduler's default rule (all nodes below 100)")
 	cmd.Flags().StringVarP(&output, "output", "o", output, "output format: table or json")
 	return cmd
 }

@@ -53,6 +53,7 @@ func TestRunningPodsSurvivePluginUpgrade(t *testing.T) {
 		if slices.Contains(before.Spec.Containers[0].Args, "-v=3") {
 			verbosity = "4"
 		}
+		watch := watchPluginPods(ctx)
 		out, err := helmCmd(ctx, "upgrade", release, filepath.Join(repoRoot, "deployments/helm/gpudra"),
 			"--namespace", namespace, "--reuse-values", "--set", "logVerbosity="+verbosity,
 			"--wait", "--timeout", "3m")
@@ -62,6 +63,13 @@ func TestRunningPodsSurvivePluginUpgrade(t *testing.T) {
 		after := waitPluginServing(t, 2*time.Minute, devices, func(p *corev1.Pod) bool { return p.UID != before.UID })
 		if !slices.Contains(after.Spec.Containers[0].Args, "-v="+verbosity) {
 			t.Errorf("new plugin pod runs with %v, want -v=%s", after.Spec.Containers[0].Args, verbosity)
+		}
+		seen := watch()
+		if seen.maxPods < 2 {
+			t.Errorf("never saw the old and the new plugin pod side by side (at most %d)", seen.maxPods)
+		}
+		if seen.noneReady {
+			t.Errorf("there was a moment without a ready plugin pod during the update")
 		}
 	})
 }
@@ -107,7 +115,13 @@ func podsSurvive(t *testing.T, disrupt func(t *testing.T, plugin *corev1.Pod, de
 		if cs.ContainerID != before[name].containerID || cs.RestartCount != 0 {
 			t.Errorf("%s: container %s (restarts %d), want the same container %s", name, cs.ContainerID, cs.RestartCount, before[name].containerID)
 		}
-		logs, err := podLogs(context.Background(), ns, name, "ctr0")
+		// Logs come through the kubelet, which may still be starting.
+		var logs string
+		err := waitFor(context.Background(), time.Minute, "logs of "+name, func() (bool, error) {
+			l, err := podLogs(context.Background(), ns, name, "ctr0")
+			logs = l
+			return err == nil, err
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,14 +134,27 @@ func podsSurvive(t *testing.T, disrupt func(t *testing.T, plugin *corev1.Pod, de
 	}
 
 	// The node still prepares new claims, without handing out a held GPU.
-	create(t, reportPod(ns, "pod-after", 1, podClaim{name: "gpu", template: "one-gpu"}), suite.client.CoreV1().Pods(ns).Create)
-	after := runningWorkload(t, ns, "pod-after")
-	for name, w := range before {
+	// A plugin that is Ready must be callable: a pod that fails to prepare
+	// would run only after the kubelet's retry, 60-90 s late, so it is
+	// reported and replaced.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	name, failures, err := runUntilPrepared(ctx, ns, "pod-after", func(name string) *corev1.Pod {
+		return reportPod(ns, name, 1, podClaim{name: "gpu", template: "one-gpu"})
+	})
+	for _, f := range failures {
+		t.Errorf("a pod created once the plugin was ready again failed to prepare: %s", f)
+	}
+	if err != nil {
+		t.Fatalf("%v\nplugin logs:\n%s", err, pluginLogs())
+	}
+	after := runningWorkload(t, ns, name)
+	for pod, w := range before {
 		if after.uuid == w.uuid {
-			t.Errorf("pod-after got GPU %s, which %s holds", after.uuid, name)
+			t.Errorf("%s got GPU %s, which %s holds", name, after.uuid, pod)
 		}
 	}
-	before["pod-after"] = after
+	before[name] = after
 
 	// The kubelet unprepares a pod's claims before it lets the pod go, so
 	// nothing of them may be left once the pods are gone.
@@ -150,4 +177,36 @@ func runningWorkload(t *testing.T, ns, name string) workload {
 	p := getPod(t, ns, name)
 	claim := getClaim(t, ns, podClaimName(t, p, "gpu"))
 	return workload{uuid: s.UUIDs[0], containerID: p.Status.ContainerStatuses[0].ContainerID, claimUID: string(claim.UID)}
+}
+
+// podWatch is what watchPluginPods saw.
+type podWatch struct {
+	maxPods   int
+	noneReady bool
+}
+
+// watchPluginPods polls the plugin pods until the returned function is
+// called, and says how many existed at once and whether none was ready at
+// some point: a surge update keeps one ready throughout.
+func watchPluginPods(ctx context.Context) func() podWatch {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan podWatch)
+	go func() {
+		var w podWatch
+		for ctx.Err() == nil {
+			if pods, err := pluginPods(ctx); err == nil {
+				w.maxPods = max(w.maxPods, len(pods))
+				w.noneReady = w.noneReady || !slices.ContainsFunc(pods, func(p corev1.Pod) bool { return podReady(&p) })
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		done <- w
+	}()
+	return func() podWatch {
+		cancel()
+		return <-done
+	}
 }

@@ -121,12 +121,53 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	logf("chart installed and slices published in %.1fs", time.Since(start).Seconds())
+	if err := waitKubeletPrepares(ctx, 3*time.Minute, logf); err != nil {
+		logf("no claim could be prepared on the node: %v\n%s", err, pluginLogs())
+		return 1
+	}
 
 	code := m.Run()
 	if code != 0 {
 		logf("a test failed; component logs:\n%s\nplugin logs:\n%s", c.Logs(6000), pluginLogs())
+		if dir, err := keepLogs(root); err != nil {
+			logf("keep logs: %v", err)
+		} else {
+			logf("full component logs kept in %s", dir)
+		}
 	}
 	return code
+}
+
+// keepLogs copies the components' full logs out of the cluster root, which
+// the suite removes when it ends, to _output/e2e-logs.
+func keepLogs(root string) (string, error) {
+	dir, err := filepath.Abs(filepath.Join(repoRoot, "_output", "e2e-logs"))
+	if err != nil {
+		return "", err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	logs, err := filepath.Glob(filepath.Join(root, "logs", "*.log"))
+	if err != nil {
+		return "", err
+	}
+	for _, src := range logs {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(src)), data, 0o644); err != nil {
+			return "", err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	plugin, _ := kubectl(ctx, "logs", "-n", namespace, "-l", "app.kubernetes.io/name=gpudra", "--tail=-1", "--all-containers", "--prefix", "--timestamps")
+	return dir, os.WriteFile(filepath.Join(dir, "plugin.log"), []byte(plugin), 0o644)
 }
 
 // installChart installs the chart with the e2e node inventory and waits until

@@ -13,29 +13,39 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// The kubelet's event reason when a driver fails to prepare a pod's claims.
+const failedPrepare = "FailedPrepareDynamicResources"
+
 // waitPodEvent waits for an event of the given reason about a pod and
 // returns it. Kubelet and scheduler events both land in the core/v1 API.
 func waitPodEvent(t *testing.T, ns, pod, reason string, timeout time.Duration) corev1.Event {
 	t.Helper()
 	ctx := context.Background()
-	var found corev1.Event
+	var found []corev1.Event
 	err := waitFor(ctx, timeout, fmt.Sprintf("event %s about pod %s/%s", reason, ns, pod), func() (bool, error) {
-		list, err := suite.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Pod,involvedObject.name=" + pod})
-		if err != nil {
-			return false, err
-		}
-		for _, e := range list.Items {
-			if e.Reason == reason {
-				found = e
-				return true, nil
-			}
-		}
-		return false, nil
+		var err error
+		found, err = podEvents(ctx, ns, pod, reason)
+		return len(found) > 0, err
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, describe(ns, pod))
 	}
-	return found
+	return found[0]
+}
+
+// podEvents lists the events of the given reason about a pod.
+func podEvents(ctx context.Context, ns, pod, reason string) ([]corev1.Event, error) {
+	list, err := suite.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Pod,involvedObject.name=" + pod})
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.Event
+	for _, e := range list.Items {
+		if e.Reason == reason {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // waitUnschedulable waits until the scheduler has given up on the pod for

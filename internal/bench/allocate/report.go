@@ -13,7 +13,8 @@ import (
 // judge the numbers: what the minimal layout kept and what the search models.
 func WriteTable(w io.Writer, comparisons []*Comparison) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\tlayout\tnodes\tdevices\tclaims\tnodes/claim\tclaims/s\tp50\tp90\tp99\tmax\tgpudra/minimal\t")
+	// tabwriter buffers until Flush, which reports any write error.
+	_, _ = fmt.Fprintln(tw, "case\tlayout\tnodes\tdevices\tclaims\tnodes/claim\tclaims/s\tp50\tp90\tp99\tmax\tgpudra/minimal\t")
 	for _, c := range comparisons {
 		for _, r := range []*Result{c.Minimal, c.Gpudra} {
 			ratio := ""
@@ -25,7 +26,7 @@ func WriteTable(w io.Writer, comparisons []*Comparison) error {
 				claims += " (full)"
 			}
 			l := r.Latency
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n",
+			_, _ = fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n",
 				r.Case, r.Layout, r.Nodes, r.Devices, claims, r.NodesFilteredPerClaim, r.ClaimsPerSecond,
 				micros(l.P50), micros(l.P90), micros(l.P99), micros(l.Max), ratio)
 		}

@@ -13,14 +13,16 @@ import (
 type Options struct {
 	// Case is what to claim and on which nodes.
 	Case Case
-	// Nodes is the number of simulated nodes.
+	// Nodes is the number of simulated nodes Compare builds; Run takes
+	// the cluster it is given.
 	Nodes int
 	// Claims stops the run after that many claims are placed; 0 runs until
 	// the cluster is full.
 	Claims int
 	// FeasibleNodes is how many feasible nodes each claim's search looks
-	// for before it picks one; 0 is kube-scheduler's default rule, 1 is
-	// first fit.
+	// for before it picks the first of them; 0 is kube-scheduler's default
+	// rule. With 1, claims go round the nodes, since each search starts
+	// after the node where the last one stopped.
 	FeasibleNodes int
 }
 
@@ -165,8 +167,14 @@ func Compare(ctx context.Context, opts Options) (*Comparison, error) {
 		return nil, err
 	}
 	runtime.GC()
-	for !minimal.done || !gpudra.done {
-		for _, r := range []*run{minimal, gpudra} {
+	for turn := 0; !minimal.done || !gpudra.done; turn++ {
+		// Swap who goes first, so neither always meets the caches the
+		// other just filled.
+		order := []*run{minimal, gpudra}
+		if turn%2 == 1 {
+			order[0], order[1] = gpudra, minimal
+		}
+		for _, r := range order {
 			if r.done {
 				continue
 			}

@@ -83,7 +83,10 @@ func numFeasibleNodesToFind(nodes int) int {
 // latency is not a compile; a broken expression fails here.
 func (s *scheduler) compile(claim *resourceapi.ResourceClaim) error {
 	var exprs []string
-	classes, _ := s.classes.List()
+	classes, err := s.classes.List()
+	if err != nil {
+		return err
+	}
 	for _, c := range classes {
 		for _, sel := range c.Spec.Selectors {
 			exprs = append(exprs, sel.CEL.Expression)
