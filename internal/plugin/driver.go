@@ -75,6 +75,9 @@ type Driver struct {
 	owners    *ownership
 	snapshot  atomic.Pointer[snapshot]
 	published atomic.Bool
+	// registered reports whether the kubelet accepted the plugin's
+	// registration; set by Start.
+	registered atomic.Pointer[func() bool]
 }
 
 // snapshot is one inventory with its published devices, swapped atomically

@@ -29,6 +29,7 @@ import (
 // PrepareStarted before touching it, so a crash leaves a record of what to
 // undo; whole-GPU and existing-MIG claims change nothing on the GPU.
 func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceClaim) ([]kubeletplugin.Device, error) {
+	start := time.Now()
 	ref := claimRef{UID: string(claim.UID), Namespace: claim.Namespace, Name: claim.Name}
 	logger := klog.FromContext(ctx).WithValues("claim", ref.String(), "claimUID", ref.UID)
 	ctx = klog.NewContext(ctx, logger)
@@ -72,7 +73,7 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 		return nil, fmt.Errorf("claim %s: record in checkpoint: %w", ref, err)
 	}
 	ok = true
-	logger.V(2).Info("Prepared claim", "devices", len(rec.Devices))
+	logger.V(2).Info("Prepared claim", "devices", len(rec.Devices), "duration", time.Since(start))
 	return kubeletDevices(rec), nil
 }
 

@@ -62,6 +62,11 @@ func Start(ctx context.Context, d *Driver, opts KubeletOptions) (*kubeletplugin.
 	if err != nil {
 		return nil, fmt.Errorf("start kubelet plugin: %w", err)
 	}
+	registered := func() bool {
+		status := helper.RegistrationStatus()
+		return status != nil && status.PluginRegistered
+	}
+	d.registered.Store(&registered)
 	logger := klog.FromContext(ctx)
 	if err := d.publishFirst(ctx, devicemodel.DriverResources(d.cfg.NodeName, d.Devices())); err != nil {
 		// Not fatal: the controller publishes a second later.
