@@ -46,6 +46,8 @@ type flags struct {
 	hostDriverRoot  string
 	healthzAddr     string
 	pprofAddr       string
+	apiQPS          float32
+	apiBurst        int
 	cdiHookPath     string
 	backend         backend.Options
 }
@@ -66,6 +68,8 @@ func main() {
 	fs.StringVar(&f.hostDriverRoot, "host-driver-root", "", "where the container runtime finds the driver root (NVML mode; default --driver-root)")
 	fs.StringVar(&f.cdiHookPath, "nvidia-cdi-hook-path", "/usr/bin/nvidia-cdi-hook", "host path of nvidia-cdi-hook (NVML mode)")
 	fs.StringVar(&f.healthzAddr, "healthz-addr", "", "serve /healthz and /readyz on this address (e.g. :51515); off when empty")
+	fs.Float32Var(&f.apiQPS, "kube-api-qps", 200, "client-side rate limit for API calls; every prepare reads its claim once, so this caps pod starts per second on the node")
+	fs.IntVar(&f.apiBurst, "kube-api-burst", 400, "burst above --kube-api-qps")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060), to profile the plugin; off when empty")
 	f.backend.AddFlags(fs)
 	klogFlags := goflag.NewFlagSet("klog", goflag.ExitOnError)
@@ -95,7 +99,7 @@ func run(ctx context.Context, f flags) error {
 		f.checkpointPath = filepath.Join(f.pluginDir, "checkpoint.json")
 	}
 
-	client, _, err := kubeclient.New(kubeclient.Options{Kubeconfig: f.kubeconfig, QPS: 50, Burst: 100})
+	client, _, err := kubeclient.New(kubeclient.Options{Kubeconfig: f.kubeconfig, QPS: f.apiQPS, Burst: f.apiBurst})
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
