@@ -19,7 +19,7 @@ func benchAllocateCommand() *cobra.Command {
 	nodes := []int{100, 1000}
 	cases := allocate.CaseNames()
 	opts := allocate.Options{Claims: defaultAllocateClaims}
-	output := "table"
+	output, jsonOut := "table", ""
 	cmd := &cobra.Command{
 		Use:   "allocate",
 		Short: "Run the scheduler's DRA allocator over gpudra's ResourceSlices for simulated nodes, and over a minimal layout",
@@ -70,6 +70,19 @@ memory), mig (two 1g.10gb MIG devices on one parent GPU).`,
 					comparisons = append(comparisons, comparison)
 				}
 			}
+			if jsonOut != "" {
+				f, err := os.Create(jsonOut)
+				if err != nil {
+					return err
+				}
+				if err := allocate.WriteJSON(f, comparisons); err != nil {
+					_ = f.Close()
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+			}
 			if output == "json" {
 				return allocate.WriteJSON(cmd.OutOrStdout(), comparisons)
 			}
@@ -81,5 +94,6 @@ memory), mig (two 1g.10gb MIG devices on one parent GPU).`,
 	cmd.Flags().StringSliceVar(&cases, "cases", cases, "cases to run: gpu, cel, mig")
 	cmd.Flags().IntVar(&opts.FeasibleNodes, "feasible-nodes", 0, "feasible nodes each claim's search looks for before picking the first of them; 0 is kube-scheduler's default rule (all nodes below 100)")
 	cmd.Flags().StringVarP(&output, "output", "o", output, "output format: table or json")
+	cmd.Flags().StringVar(&jsonOut, "json-out", "", "also write the JSON result to this file")
 	return cmd
 }
