@@ -9,7 +9,7 @@ BIN := _output/bin
 TOOLS := -modfile=hack/tools/go.mod
 PKGS := ./...
 
-.PHONY: all build test unit e2e lint fmt-check vet verify prebuild clean discover demo
+.PHONY: all build test unit e2e lint fmt-check vet verify prebuild clean discover demo bench
 
 all: build
 
@@ -32,6 +32,9 @@ unit:
 # installed, workloads asserting on what containers saw.
 e2e: build
 	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/... 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:'; exit $${PIPESTATUS[0]}
+
+bench: ## Benchmarks of BENCHMARKS.md (about 5 minutes): startup, prepare/unprepare, allocation.
+	hack/bench.sh
 
 demo: ## Start a local cluster with gpudra on a simulated DGX H100 and run GPU workloads.
 	hack/demo.sh
