@@ -10,6 +10,8 @@ export CGO_CFLAGS=${CGO_CFLAGS:--Wno-deprecated-declarations}
 out=$repo/_output/bench
 work=$(mktemp -d /tmp/gpudra-bench-XXXXXX)
 root=$work/cluster
+# CDI specs live on tmpfs, as /var/run/cdi does on real nodes.
+cdi=$(mktemp -d /dev/shm/gpudra-bench-cdi-XXXXXX)
 mkdir -p "$out"
 gpudra=$repo/_output/bin/gpudra
 plugin=$repo/_output/bin/gpudra-kubelet-plugin
@@ -19,7 +21,7 @@ plugin_pid=
 cleanup() {
   [ -n "$plugin_pid" ] && kill "$plugin_pid" 2>/dev/null && wait "$plugin_pid" 2>/dev/null || true
   "$gpudra" cluster clean --root "$root" >/dev/null 2>&1 || true
-  rm -rf "$work"
+  rm -rf "$work" "$cdi"
 }
 trap cleanup EXIT
 
@@ -54,7 +56,7 @@ startup mig-node --sim-config=deployments/demo/node.yaml
 section "Prepare / unprepare over the kubelet's gRPC API (sim dgxh100, real API server)"
 mkdir -p "$work/plugin" "$work/registry"
 "$plugin" --sim-profile=dgxh100 --node-name=$node --kubeconfig="$KUBECONFIG" \
-  --plugin-dir="$work/plugin" --registrar-dir="$work/registry" --cdi-dir="$work/cdi" \
+  --plugin-dir="$work/plugin" --registrar-dir="$work/registry" --cdi-dir="$cdi" \
   --cleanup-interval=1h -v=0 >"$work/plugin.log" 2>&1 &
 plugin_pid=$!
 for _ in $(seq 1 100); do [ -S "$work/plugin/dra.sock" ] && break; sleep 0.1; done
