@@ -41,19 +41,20 @@ func deviceClass(name, deviceType string, extendedResourceName *string) *resourc
 	}
 }
 
-// classLister serves a fixed set of DeviceClasses to the allocator, as the
+// ClassLister serves a fixed set of DeviceClasses to the allocator, as the
 // scheduler's informer-backed lister does.
-type classLister map[string]*resourceapi.DeviceClass
+type ClassLister map[string]*resourceapi.DeviceClass
 
-func newClassLister(classes []*resourceapi.DeviceClass) classLister {
-	l := make(classLister, len(classes))
+// NewClassLister serves the given classes by name.
+func NewClassLister(classes []*resourceapi.DeviceClass) ClassLister {
+	l := make(ClassLister, len(classes))
 	for _, c := range classes {
 		l[c.Name] = c
 	}
 	return l
 }
 
-func (l classLister) List() ([]*resourceapi.DeviceClass, error) {
+func (l ClassLister) List() ([]*resourceapi.DeviceClass, error) {
 	out := make([]*resourceapi.DeviceClass, 0, len(l))
 	for _, c := range l {
 		out = append(out, c)
@@ -62,7 +63,7 @@ func (l classLister) List() ([]*resourceapi.DeviceClass, error) {
 	return out, nil
 }
 
-func (l classLister) Get(name string) (*resourceapi.DeviceClass, error) {
+func (l ClassLister) Get(name string) (*resourceapi.DeviceClass, error) {
 	c, ok := l[name]
 	if !ok {
 		return nil, fmt.Errorf("DeviceClass %s not found", name)

@@ -43,7 +43,7 @@ func TestDeviceClassesMatchDeployment(t *testing.T) {
 }
 
 func TestClassLister(t *testing.T) {
-	l := newClassLister(DeviceClasses())
+	l := NewClassLister(DeviceClasses())
 	all, err := l.List()
 	if err != nil || len(all) != 2 || all[0].Name != GPUClass || all[1].Name != MIGClass {
 		t.Fatalf("List = %v, %v", all, err)

@@ -45,7 +45,7 @@ type Placement struct {
 type scheduler struct {
 	nodes          []*corev1.Node
 	slices         []*resourceapi.ResourceSlice
-	classes        classLister
+	classes        ClassLister
 	celCache       *cel.Cache
 	allocated      sets.Set[structured.DeviceID]
 	feasibleToFind int
@@ -59,7 +59,7 @@ func newScheduler(cl *Cluster, feasibleNodes int) *scheduler {
 	return &scheduler{
 		nodes:          cl.Nodes,
 		slices:         cl.Slices,
-		classes:        newClassLister(DeviceClasses()),
+		classes:        NewClassLister(DeviceClasses()),
 		celCache:       cel.NewCache(celCacheSize, cel.Features{EnableConsumableCapacity: allocatorFeatures.ConsumableCapacity}),
 		allocated:      sets.New[structured.DeviceID](),
 		feasibleToFind: min(feasibleNodes, len(cl.Nodes)),

@@ -11,30 +11,11 @@ import (
 	"k8s.io/dynamic-resource-allocation/structured"
 )
 
-// classes serves DeviceClasses to the allocator.
-type classes map[string]*resourceapi.DeviceClass
-
-func (c classes) List() ([]*resourceapi.DeviceClass, error) {
-	out := make([]*resourceapi.DeviceClass, 0, len(c))
-	for _, dc := range c {
-		out = append(out, dc)
-	}
-	return out, nil
-}
-
-func (c classes) Get(name string) (*resourceapi.DeviceClass, error) {
-	dc, ok := c[name]
-	if !ok {
-		return nil, fmt.Errorf("DeviceClass %s not found", name)
-	}
-	return dc, nil
-}
-
 // allocateDisjoint allocates claims one by one with the scheduler's own
 // allocator, each seeing the devices of the claims before it as taken, the
 // way the scheduler sees allocated claims. It returns how many claims got
 // an allocation (the rest did not fit on the node).
-func allocateDisjoint(ctx context.Context, node *corev1.Node, slices []*resourceapi.ResourceSlice, dc classes, claims []*resourceapi.ResourceClaim) (int, error) {
+func allocateDisjoint(ctx context.Context, node *corev1.Node, slices []*resourceapi.ResourceSlice, dc structured.DeviceClassLister, claims []*resourceapi.ResourceClaim) (int, error) {
 	features := structured.Features{AdminAccess: true, DeviceTaints: true, PartitionableDevices: true, PrioritizedList: true}
 	state := structured.AllocatedState{AllocatedDevices: sets.New[structured.DeviceID]()}
 	cache := dracel.NewCache(10, dracel.Features{})

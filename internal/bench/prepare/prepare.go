@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
+	"github.com/gpudra/gpudra/internal/bench/allocate"
 	"github.com/gpudra/gpudra/internal/bench/stats"
 )
 
@@ -104,7 +105,7 @@ func Run(ctx context.Context, client kubernetes.Interface, opts Options) (*Resul
 		_ = client.CoreV1().Namespaces().Delete(context.WithoutCancel(ctx), ns.Name, metav1.DeleteOptions{})
 	}()
 
-	b := &bench{opts: opts, client: client, kubelet: kubelet, ns: ns.Name, node: node, slices: slices, classes: classes{class.Name: class}}
+	b := &bench{opts: opts, client: client, kubelet: kubelet, ns: ns.Name, node: node, slices: slices, classes: allocate.NewClassLister([]*resourceapi.DeviceClass{class})}
 	res := &Result{Options: opts}
 	for done := 0; done < opts.Claims; res.Rounds++ {
 		n, err := b.round(ctx, res, done, opts.Claims-done)
@@ -134,7 +135,7 @@ type bench struct {
 	ns      string
 	node    *corev1.Node
 	slices  []*resourceapi.ResourceSlice
-	classes classes
+	classes allocate.ClassLister
 }
 
 // round allocates up to max claims that fit on the node at once, creates
