@@ -75,18 +75,18 @@ Works against any DRA kubelet plugin. Deletes every claim it created.`,
 
 func printPrepare(w io.Writer, r *prepare.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "phase\tconcurrency\tclaims/call\tcalls\tmean\tp50\tp90\tp99\tmax\tclaims/s\t\n")
+	_, _ = fmt.Fprintf(tw, "phase\tconcurrency\tclaims/call\tcalls\tmean\tp50\tp90\tp99\tmax\tclaims/s\t\n")
 	for _, p := range []struct {
 		name string
 		ph   prepare.Phase
 	}{{"prepare", r.Prepare}, {"unprepare", r.Unprepare}} {
 		l := p.ph.Latency
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t\n", p.name, r.Options.Concurrency, r.Options.ClaimsPerCall, p.ph.Calls,
+		_, _ = fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t\n", p.name, r.Options.Concurrency, r.Options.ClaimsPerCall, p.ph.Calls,
 			ms(l.Mean), ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), p.ph.ClaimsPerSecond)
 	}
 	_ = tw.Flush()
 	if r.Plugin != nil {
-		fmt.Fprintf(w, "plugin: peak RSS %.1f MiB, RSS now %.1f MiB, CPU %.2f s\n",
+		_, _ = fmt.Fprintf(w, "plugin: peak RSS %.1f MiB, RSS now %.1f MiB, CPU %.2f s\n",
 			float64(r.Plugin.PeakRSSBytes)/(1<<20), float64(r.Plugin.RSSBytes)/(1<<20), r.Plugin.CPUSeconds)
 	}
 }
@@ -124,8 +124,8 @@ directory per run.`,
 				return writeJSON(cmd.OutOrStdout(), res)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintf(tw, "node\truns\tmin\tp50\tp90\tmax\t\n")
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", res.Label, res.Runs, ms(res.Min), ms(res.Latency.P50), ms(res.Latency.P90), ms(res.Latency.Max))
+			_, _ = fmt.Fprintf(tw, "node\truns\tmin\tp50\tp90\tmax\t\n")
+			_, _ = fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", res.Label, res.Runs, ms(res.Min), ms(res.Latency.P50), ms(res.Latency.P90), ms(res.Latency.Max))
 			return tw.Flush()
 		},
 	}
