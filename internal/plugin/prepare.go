@@ -102,10 +102,7 @@ func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoin
 		if r.Pool != d.cfg.NodeName {
 			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s) is in pool %q, but this node's pool is %q", ref, r.Device, r.Request, r.Pool, d.cfg.NodeName)
 		}
-		loc, ok := s.index[r.Device]
-		if !ok {
-			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s) does not exist on node %s (any more)", ref, r.Device, r.Request, d.cfg.NodeName)
-		}
+		loc := s.index[r.Device] // Resolve checked that it exists
 		if err := checkSupported(r.Config); err != nil {
 			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
 		}
