@@ -74,7 +74,13 @@ func runSuite(m *testing.M) int {
 
 	c := &localcluster.Cluster{Root: root, BinDir: bin, Full: true, NodeName: suite.nodeName, Log: logf}
 	c.ImportImages = func(ctx context.Context, ctr, addr string) error {
-		cache := filepath.Join(os.TempDir(), "gpudra-e2e-images")
+		// The same image cache as `gpudra cluster`: tars are rebuilt when
+		// their inputs change (the writer is deterministic).
+		userCache, err := os.UserCacheDir()
+		if err != nil {
+			return err
+		}
+		cache := filepath.Join(userCache, "gpudra", "images")
 		pause, err := images.Pause(ctx, cache)
 		if err != nil {
 			return err
