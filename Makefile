@@ -22,6 +22,7 @@ test: verify prebuild unit e2e ## What CI runs: formatting, vet, lint, unit + in
 # version; minutes when cold, instant when cached). Built here rather than
 # inside a test so a cold build does not eat a test's timeout.
 prebuild:
+	hack/install-deps.sh
 	hack/localcluster/build.sh >/dev/null
 	hack/helm/build.sh >/dev/null
 

@@ -11,6 +11,9 @@ root=${GPUDRA_CLUSTER_ROOT:-/var/lib/gpudra-localcluster}
 start=$SECONDS
 step() { printf '\n\033[1m==> [%3ds] %s\033[0m\n' $((SECONDS - start)) "$*"; }
 
+step "Checking Debian packages"
+hack/install-deps.sh
+
 step "Building gpudra binaries"
 make --no-print-directory build >/dev/null
 gpudra=$repo/_output/bin/gpudra
