@@ -16,7 +16,7 @@ all: build
 build: ## Build every binary into _output/bin.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-test: verify prebuild unit e2e ## What CI runs: formatting, vet, lint, unit + integration tests (-race, fuzz seeds), e2e on a local cluster.
+test: prebuild verify unit e2e ## What CI runs: formatting, vet, lint, unit + integration tests (-race, fuzz seeds), e2e on a local cluster.
 
 # Kubernetes, containerd, runc and Helm built from Go modules (cached by
 # version; minutes when cold, instant when cached). Built here rather than
