@@ -145,6 +145,12 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microse
 
 // writeJSONFile writes v as JSON to path, if path is set.
 func writeJSONFile(path string, v any) error {
+	return writeFileWith(path, func(w io.Writer) error { return writeJSON(w, v) })
+}
+
+// writeFileWith creates path and lets write fill it; nothing when path is
+// empty (the --json-out flags are optional).
+func writeFileWith(path string, write func(io.Writer) error) error {
 	if path == "" {
 		return nil
 	}
@@ -152,7 +158,7 @@ func writeJSONFile(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := writeJSON(f, v); err != nil {
+	if err := write(f); err != nil {
 		_ = f.Close()
 		return err
 	}

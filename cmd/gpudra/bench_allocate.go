@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -70,18 +71,8 @@ memory), mig (two 1g.10gb MIG devices on one parent GPU).`,
 					comparisons = append(comparisons, comparison)
 				}
 			}
-			if jsonOut != "" {
-				f, err := os.Create(jsonOut)
-				if err != nil {
-					return err
-				}
-				if err := allocate.WriteJSON(f, comparisons); err != nil {
-					_ = f.Close()
-					return err
-				}
-				if err := f.Close(); err != nil {
-					return err
-				}
+			if err := writeFileWith(jsonOut, func(w io.Writer) error { return allocate.WriteJSON(w, comparisons) }); err != nil {
+				return err
 			}
 			if output == "json" {
 				return allocate.WriteJSON(cmd.OutOrStdout(), comparisons)
