@@ -19,7 +19,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(discoverCommand(), clusterCommand(), benchCommand())
+	root.AddCommand(discoverCommand(), clusterCommand(), benchCommand(), simCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "gpudra:", err)
 		os.Exit(1)

@@ -24,6 +24,11 @@ type Options struct {
 	SimProfile string
 	// SimConfig is a simulated inventory file.
 	SimConfig string
+	// SimStateDir is the simulator's control surface (see sim.Options.StateDir):
+	// faults injected there with `gpudra sim` apply to this node. Empty, the
+	// default here, means none can be injected; the plugin command chooses
+	// its own default (<plugin-dir>/sim). Ignored in NVML mode.
+	SimStateDir string
 	// DriverRoot is where the NVIDIA driver is installed (NVML mode).
 	DriverRoot string
 	// SysfsRoot is where sysfs is mounted (NVML mode).
@@ -34,6 +39,7 @@ type Options struct {
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.SimProfile, "sim-profile", o.SimProfile, "simulate a node instead of using NVML; one of: "+strings.Join(sim.Profiles(), ", "))
 	fs.StringVar(&o.SimConfig, "sim-config", o.SimConfig, "simulate the node described by this inventory file instead of using NVML")
+	fs.StringVar(&o.SimStateDir, "sim-state-dir", o.SimStateDir, "directory of the simulated node's injected faults (see gpudra sim); empty: no faults can be injected (sim mode only)")
 	fs.StringVar(&o.DriverRoot, "driver-root", "/", "root of the NVIDIA driver installation (NVML mode), e.g. /run/nvidia/driver")
 	fs.StringVar(&o.SysfsRoot, "sysfs-root", "/sys", "where sysfs is mounted (NVML mode)")
 }
@@ -50,7 +56,7 @@ func Open(o Options) (gpu.Backend, error) {
 		if o.NodeName == "" {
 			return nil, errors.New("the simulator needs a node name (--node-name): it derives the GPU UUIDs from it")
 		}
-		b, err := sim.New(sim.Options{NodeName: o.NodeName, Profile: o.SimProfile, ConfigFile: o.SimConfig})
+		b, err := sim.New(sim.Options{NodeName: o.NodeName, Profile: o.SimProfile, ConfigFile: o.SimConfig, StateDir: o.SimStateDir})
 		if err != nil {
 			return nil, fmt.Errorf("simulated GPUs: %w", err)
 		}

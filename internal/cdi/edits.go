@@ -11,6 +11,11 @@ import (
 type Device struct {
 	// Name is the DRA device name, e.g. "gpu-0" or "gpu-0-mig-1g10gb-19-0".
 	Name string
+	// Request and Pool are the claim's request the device was allocated
+	// for and the ResourceSlice pool it came from; the spec records them so
+	// that a lost checkpoint can be rebuilt from it.
+	Request string
+	Pool    string
 	// GPU is the physical GPU (the parent, for a MIG device).
 	GPU gpu.GPU
 	// MIG is set when the device is a MIG device of GPU.

@@ -10,12 +10,15 @@ import (
 
 // buildSpec assembles a claim's spec from the editor's edits and returns it
 // with the qualified CDI device IDs, in the order of devs. It checks each
-// piece as it goes so that an error can name the device at fault.
-func buildSpec(vendor, class, claimUID string, devs []Device, editor Editor) (*cdispec.Spec, []string, error) {
+// piece as it goes so that an error can name the device at fault. The spec
+// and its devices carry annotations that say which claim, request, pool and
+// device they are for (see ReadClaimSpec).
+func buildSpec(vendor, class string, claim ClaimRef, devs []Device, editor Editor) (*cdispec.Spec, []string, error) {
+	claimUID := claim.UID
 	if len(devs) == 0 {
 		return nil, nil, fmt.Errorf("claim %s: no devices", claimUID)
 	}
-	spec := &cdispec.Spec{Kind: vendor + "/" + class}
+	spec := &cdispec.Spec{Kind: vendor + "/" + class, Annotations: claimAnnotations(claim)}
 
 	claimEdits, err := editor.ClaimEdits(devs)
 	if err != nil {
@@ -51,12 +54,13 @@ func buildSpec(vendor, class, claimUID string, devs []Device, editor Editor) (*c
 		if err := (&cdilib.ContainerEdits{ContainerEdits: edits}).Validate(); err != nil {
 			return nil, nil, fmt.Errorf("claim %s device %s: %w", claimUID, dev.Name, err)
 		}
-		spec.Devices = append(spec.Devices, cdispec.Device{Name: name, ContainerEdits: *edits})
+		spec.Devices = append(spec.Devices, cdispec.Device{Name: name, Annotations: deviceAnnotations(dev), ContainerEdits: *edits})
 		ids = append(ids, parser.QualifiedName(vendor, class, name))
 	}
 
 	// The oldest version that carries every feature used lets the widest
-	// range of container runtimes read the spec.
+	// range of container runtimes read the spec; the annotations make that
+	// at least 0.6.0.
 	version, err := cdispec.MinimumRequiredVersion(spec)
 	if err != nil {
 		return nil, nil, fmt.Errorf("claim %s: CDI spec version: %w", claimUID, err)

@@ -6,13 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"k8s.io/klog/v2"
 	cdilib "tags.cncf.io/container-device-interface/pkg/cdi"
 	"tags.cncf.io/container-device-interface/pkg/parser"
+
+	"github.com/gpudra/gpudra/internal/failpoint"
+	"github.com/gpudra/gpudra/internal/fsutil"
 )
 
 // Defaults matching the upstream NVIDIA DRA driver, so that CDI IDs look the
@@ -35,12 +37,23 @@ type Writer struct {
 	vendor string
 	class  string
 	editor Editor
+	fs     fsutil.FS
+}
+
+// WriterOption configures NewWriter.
+type WriterOption func(*Writer)
+
+// WithFS makes the writer use fsys instead of fsutil.OS; tests pass an
+// fsfault.FS to fail single steps. The spec check before the rename reads
+// the temp file by its OS path, so fsys must act on the real file system.
+func WithFS(fsys fsutil.FS) WriterOption {
+	return func(w *Writer) { w.fs = fsys }
 }
 
 // NewWriter returns a Writer for the CDI directory dir, naming devices
 // "<vendor>/<class>=<claimUID>-<deviceName>", with editor deciding what each
 // device puts into a container.
-func NewWriter(dir, vendor, class string, editor Editor) (*Writer, error) {
+func NewWriter(dir, vendor, class string, editor Editor, opts ...WriterOption) (*Writer, error) {
 	if dir == "" {
 		return nil, errors.New("CDI writer: empty directory")
 	}
@@ -53,19 +66,25 @@ func NewWriter(dir, vendor, class string, editor Editor) (*Writer, error) {
 	if editor == nil {
 		return nil, errors.New("CDI writer: no editor")
 	}
-	return &Writer{dir: dir, vendor: vendor, class: class, editor: editor}, nil
+	w := &Writer{dir: dir, vendor: vendor, class: class, editor: editor, fs: fsutil.OS}
+	for _, opt := range opts {
+		opt(w)
+	}
+	return w, nil
 }
 
 // WriteClaimSpec writes the spec for a claim's devices, replacing any
-// earlier one, and returns the CDI device IDs in the order of devs.
-func (w *Writer) WriteClaimSpec(ctx context.Context, claimUID string, devs []Device) ([]string, error) {
+// earlier one, and returns the CDI device IDs in the order of devs. The spec
+// records the claim and each device's request and pool (see ReadClaimSpec).
+func (w *Writer) WriteClaimSpec(ctx context.Context, claim ClaimRef, devs []Device) ([]string, error) {
+	claimUID := claim.UID
 	if err := validateClaimUID(claimUID); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("claim %s: CDI spec: %w", claimUID, err)
 	}
-	spec, ids, err := buildSpec(w.vendor, w.class, claimUID, devs, w.editor)
+	spec, ids, err := buildSpec(w.vendor, w.class, claim, devs, w.editor)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +94,7 @@ func (w *Writer) WriteClaimSpec(ctx context.Context, claimUID string, devs []Dev
 	}
 	data = append(data, '\n')
 
-	if err := os.MkdirAll(w.dir, 0o755); err != nil {
+	if err := w.fs.MkdirAll(w.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("claim %s: CDI directory: %w", claimUID, err)
 	}
 	path := w.specPath(claimUID)
@@ -83,14 +102,15 @@ func (w *Writer) WriteClaimSpec(ctx context.Context, claimUID string, devs []Dev
 	// will read them with, before they become visible.
 	validate := func(tmpPath string) error {
 		if _, err := cdilib.ReadSpec(tmpPath, 0); err != nil {
-			return fmt.Errorf("claim %s: CDI spec rejected: %w", claimUID, err)
+			return fmt.Errorf("CDI spec rejected: %w", err)
 		}
 		return nil
 	}
-	if err := writeFileAtomic(path, data, validate); err != nil {
-		return nil, err
+	failpoint.Hit(FailpointBeforeWrite)
+	if err := writeFileAtomic(w.fs, path, data, validate); err != nil {
+		return nil, fmt.Errorf("claim %s: write CDI spec: %w", claimUID, err)
 	}
-	klog.FromContext(ctx).V(5).Info("Wrote CDI spec", "claimUID", claimUID, "path", path, "devices", ids)
+	klog.FromContext(ctx).V(5).Info("Wrote CDI spec", "claim", claim.String(), "path", path, "devices", ids)
 	return ids, nil
 }
 
@@ -100,14 +120,16 @@ func (w *Writer) DeleteClaimSpec(ctx context.Context, claimUID string) error {
 		return err
 	}
 	path := w.specPath(claimUID)
-	err := os.Remove(path)
+	failpoint.Hit(FailpointBeforeRemove)
+	err := w.fs.Remove(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("claim %s: delete CDI spec: %w", claimUID, err)
 	}
-	if err := syncDir(w.dir); err != nil {
+	failpoint.Hit(FailpointAfterRemove)
+	if err := fsutil.SyncDir(w.fs, w.dir); err != nil {
 		return fmt.Errorf("claim %s: delete CDI spec: %w", claimUID, err)
 	}
 	klog.FromContext(ctx).V(5).Info("Deleted CDI spec", "claimUID", claimUID, "path", path)
@@ -118,7 +140,7 @@ func (w *Writer) DeleteClaimSpec(ctx context.Context, claimUID string) error {
 // directory, sorted, so that specs of claims no longer prepared can be
 // deleted. Other vendors' and classes' files are not listed.
 func (w *Writer) ListClaimSpecs() ([]string, error) {
-	entries, err := os.ReadDir(w.dir)
+	entries, err := w.fs.ReadDir(w.dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -145,7 +167,7 @@ func (w *Writer) ListClaimSpecs() ([]string, error) {
 // interrupted. Call it before any WriteClaimSpec: it cannot tell a stale
 // temp file from one being written.
 func (w *Writer) RemoveStaleTempFiles() ([]string, error) {
-	entries, err := os.ReadDir(w.dir)
+	entries, err := w.fs.ReadDir(w.dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -160,8 +182,8 @@ func (w *Writer) RemoveStaleTempFiles() ([]string, error) {
 			continue
 		}
 		path := filepath.Join(w.dir, name)
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return removed, fmt.Errorf("remove stale CDI temp file: %w", err)
+		if err := w.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, fmt.Errorf("remove stale CDI temp file %s: %w", path, err)
 		}
 		removed = append(removed, path)
 	}

@@ -3,6 +3,7 @@ package cdi
 import (
 	"context"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,22 +16,32 @@ import (
 	cdilib "tags.cncf.io/container-device-interface/pkg/cdi"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
+	"github.com/gpudra/gpudra/internal/fsutil"
 	"github.com/gpudra/gpudra/internal/gpu"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 const (
 	gpuClaimUID = "0f4c1e4a-7d2b-4b51-9b3e-5a2d7c6e8f90"
 	migClaimUID = "8b2e6f10-1c3d-4e5f-a6b7-c8d9e0f1a2b3"
 )
 
+// testClaim is the claim of a test spec.
+func testClaim(uid string) ClaimRef {
+	return ClaimRef{UID: uid, Namespace: "team-a", Name: "claim-" + uid[:min(8, len(uid))]}
+}
+
 func gpuDevice(minor int, uuid string) Device {
-	return Device{Name: "gpu-" + strconv.Itoa(minor), GPU: gpu.GPU{Minor: minor, UUID: uuid}}
+	return Device{Name: "gpu-" + strconv.Itoa(minor), Request: "gpus", Pool: "node-1", GPU: gpu.GPU{Minor: minor, UUID: uuid}}
 }
 
 func migDevice() Device {
 	return Device{
-		Name: "gpu-1-mig-1g10gb-19-0",
-		GPU:  gpu.GPU{Minor: 1, UUID: "GPU-11111111-1111-1111-1111-111111111111", MIGEnabled: true},
+		Name:    "gpu-1-mig-1g10gb-19-0",
+		Request: "mig",
+		Pool:    "node-1",
+		GPU:     gpu.GPU{Minor: 1, UUID: "GPU-11111111-1111-1111-1111-111111111111", MIGEnabled: true},
 		MIG: &gpu.MIGDevice{
 			UUID:      "MIG-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
 			Profile:   gpu.MIGProfile{Name: "1g.10gb", GIProfileID: 19},
@@ -100,7 +111,7 @@ func TestWriteClaimSpecMatchesGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w, dir := newTestWriter(t, SimEditor{})
-			ids, err := w.WriteClaimSpec(context.Background(), tt.claimUID, tt.devs)
+			ids, err := w.WriteClaimSpec(context.Background(), testClaim(tt.claimUID), tt.devs)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,6 +126,11 @@ func TestWriteClaimSpecMatchesGolden(t *testing.T) {
 			got, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if *update {
+				if err := os.WriteFile(tt.golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
 			}
 			want, err := os.ReadFile(tt.golden)
 			if err != nil {
@@ -139,7 +155,7 @@ func TestWriteClaimSpecMatchesGolden(t *testing.T) {
 // must resolve to the host's /dev/null.
 func TestSpecInjectsSimDevices(t *testing.T) {
 	w, dir := newTestWriter(t, SimEditor{})
-	ids, err := w.WriteClaimSpec(context.Background(), gpuClaimUID, gpuClaimDevices())
+	ids, err := w.WriteClaimSpec(context.Background(), testClaim(gpuClaimUID), gpuClaimDevices())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +193,7 @@ func TestWriteClaimSpecIsIdempotent(t *testing.T) {
 	path := filepath.Join(dir, "k8s.gpu.nvidia.com-claim_"+gpuClaimUID+".json")
 	var first []byte
 	for i := range 3 {
-		if _, err := w.WriteClaimSpec(ctx, gpuClaimUID, gpuClaimDevices()); err != nil {
+		if _, err := w.WriteClaimSpec(ctx, testClaim(gpuClaimUID), gpuClaimDevices()); err != nil {
 			t.Fatal(err)
 		}
 		data, err := os.ReadFile(path)
@@ -191,7 +207,7 @@ func TestWriteClaimSpecIsIdempotent(t *testing.T) {
 		}
 	}
 	// A different allocation for the same claim replaces the spec.
-	if _, err := w.WriteClaimSpec(ctx, gpuClaimUID, gpuClaimDevices()[1:]); err != nil {
+	if _, err := w.WriteClaimSpec(ctx, testClaim(gpuClaimUID), gpuClaimDevices()[1:]); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(path)
@@ -313,7 +329,7 @@ func TestWriteClaimSpecRejects(t *testing.T) {
 			if devices == nil {
 				devices = gpuClaimDevices()
 			}
-			ids, err := w.WriteClaimSpec(context.Background(), claimUID, devices)
+			ids, err := w.WriteClaimSpec(context.Background(), testClaim(claimUID), devices)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error = %v; want one containing %q", err, tt.wantErr)
 			}
@@ -334,7 +350,7 @@ func TestFailedCheckKeepsTheOldFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	rejected := errors.New("rejected")
-	err := writeFileAtomic(path, []byte("new"), func(string) error { return rejected })
+	err := writeFileAtomic(fsutil.OS, path, []byte("new"), func(string) error { return rejected })
 	if !errors.Is(err, rejected) {
 		t.Fatalf("error = %v; want %v", err, rejected)
 	}
@@ -350,7 +366,7 @@ func TestDeleteClaimSpecIsIdempotent(t *testing.T) {
 	w, dir := newTestWriter(t, SimEditor{})
 	ctx := context.Background()
 	for _, uid := range []string{gpuClaimUID, migClaimUID} {
-		if _, err := w.WriteClaimSpec(ctx, uid, []Device{migDevice()}); err != nil {
+		if _, err := w.WriteClaimSpec(ctx, testClaim(uid), []Device{migDevice()}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -374,7 +390,7 @@ func TestListClaimSpecs(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, uid := range []string{migClaimUID, gpuClaimUID} {
-		if _, err := w.WriteClaimSpec(ctx, uid, []Device{migDevice()}); err != nil {
+		if _, err := w.WriteClaimSpec(ctx, testClaim(uid), []Device{migDevice()}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -404,7 +420,7 @@ func TestRemoveStaleTempFiles(t *testing.T) {
 	if removed, err := w.RemoveStaleTempFiles(); err != nil || len(removed) != 0 {
 		t.Fatalf("missing directory: %q, %v; want nothing", removed, err)
 	}
-	if _, err := w.WriteClaimSpec(context.Background(), gpuClaimUID, gpuClaimDevices()); err != nil {
+	if _, err := w.WriteClaimSpec(context.Background(), testClaim(gpuClaimUID), gpuClaimDevices()); err != nil {
 		t.Fatal(err)
 	}
 	stale := filepath.Join(dir, ".k8s.gpu.nvidia.com-claim_"+gpuClaimUID+".json.tmp-42")

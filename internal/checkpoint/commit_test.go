@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gpudra/gpudra/internal/fsutil"
 )
 
 func TestConcurrentPutsAreAllDurable(t *testing.T) {
@@ -49,7 +52,9 @@ func TestConcurrentPutsAreAllDurable(t *testing.T) {
 // line up writers behind it.
 type stalledWrites struct {
 	release chan struct{}
+	// fail is returned by the first write, or by every write with failAll.
 	fail    error
+	failAll bool
 	mu      sync.Mutex
 	calls   int
 }
@@ -67,7 +72,10 @@ func (w *stalledWrites) write(path string, data []byte) error {
 			return w.fail
 		}
 	}
-	return writeFileAtomic(path, data)
+	if w.failAll {
+		return w.fail
+	}
+	return writeFileAtomic(fsutil.OS, path, data)
 }
 
 func (w *stalledWrites) callCount() int {
@@ -126,6 +134,17 @@ func TestPutsArrivingDuringAWriteShareTheNextOne(t *testing.T) {
 	}
 }
 
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func isWriting(s *Store) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -151,12 +170,16 @@ func TestFailedWriteIsRetriedByTheNextCommit(t *testing.T) {
 	if calls := w.callCount(); calls != 2 {
 		t.Errorf("Delete after a failed write made %d writes in all; want 2", calls)
 	}
-	if reopened, _ := openT(t, path); len(reopened.List()) != 1 {
-		t.Errorf("after retry and reopen: %+v; want claim a", reopened.List())
+	// The failed Put was taken back; the rewrite stored the view without it.
+	if reopened, _ := openT(t, path); len(reopened.List()) != 0 {
+		t.Errorf("after retry and reopen: %+v; want no claims", reopened.List())
 	}
 }
 
-func TestPutWaitStopsWithContext(t *testing.T) {
+// A Put whose context is cancelled while it waits for the group commit has
+// already changed memory; returning early would leave a record the caller
+// treats as failed in memory and on disk after the next batch. It waits.
+func TestPutWaitsForItsWriteDespiteCancel(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.json")
 	s, _ := openT(t, path)
 	w := newStalledWrites()
@@ -164,33 +187,136 @@ func TestPutWaitStopsWithContext(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() { done <- s.Put(context.Background(), gpuClaim("first")) }()
-	for !isWriting(s) {
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, "first write to start", func() bool { return isWriting(s) })
 	ctx, cancel := context.WithCancel(context.Background())
 	waited := make(chan error, 1)
 	go func() { waited <- s.Put(ctx, gpuClaim("second")) }()
 	waitForWaiters(t, s, 1)
 	cancel()
-	if err := <-waited; !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled Put = %v; want context.Canceled", err)
-	}
 	close(w.release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	// The cancelled change stays in the view and goes out with the next write.
-	if err := s.Put(context.Background(), gpuClaim("third")); err != nil {
-		t.Fatal(err)
+	if err := <-waited; err != nil {
+		t.Errorf("Put cancelled while waiting = %v; want it to wait for its write and succeed", err)
 	}
-	if reopened, _ := openT(t, path); len(reopened.List()) != 3 {
-		t.Errorf("after reopen: %d claims; want 3", len(reopened.List()))
+	if loaded, err := decode(mustRead(t, path)); err != nil || len(loaded.claims) != 2 {
+		t.Errorf("on disk: %+v, %v; want first and second", loaded.claims, err)
 	}
 	if err := s.Put(ctx, gpuClaim("late")); !errors.Is(err, context.Canceled) {
 		t.Errorf("Put with a cancelled context = %v; want context.Canceled", err)
 	}
 	if _, ok := s.Get("late"); ok {
 		t.Error("Put with a cancelled context changed the store")
+	}
+}
+
+// The rollback of a failed prepare deletes the record; if its context is
+// cancelled meanwhile, the delete must still reach disk before it returns.
+func TestDeleteWaitsForItsWriteDespiteCancel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	s, _ := openT(t, path)
+	ctx := context.Background()
+	if err := s.Put(ctx, gpuClaim("rolled-back")); err != nil {
+		t.Fatal(err)
+	}
+	w := newStalledWrites()
+	s.writeFile = w.write
+
+	done := make(chan error, 1)
+	go func() { done <- s.Put(ctx, gpuClaim("other")) }()
+	waitFor(t, "first write to start", func() bool { return isWriting(s) })
+	cancelled, cancel := context.WithCancel(ctx)
+	deleted := make(chan error, 1)
+	go func() { deleted <- s.Delete(cancelled, "rolled-back") }()
+	waitForWaiters(t, s, 1)
+	cancel()
+	close(w.release)
+	if err := <-deleted; err != nil {
+		t.Errorf("Delete cancelled while waiting = %v; want it to wait and succeed", err)
+	}
+	// Delete returned: its change is on disk, without any later write.
+	if loaded, err := decode(mustRead(t, path)); err != nil {
+		t.Fatal(err)
+	} else if _, ok := loaded.claims["rolled-back"]; ok {
+		t.Error("Delete returned but the record is still on disk")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A failed Put takes its record back out of memory, so that neither Get nor
+// a later batch reports or writes a claim its caller saw fail.
+func TestFailedPutIsUndone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	s, _ := openT(t, path)
+	ctx := context.Background()
+	started := gpuClaim("a")
+	started.State = PrepareStarted
+	if err := s.Put(ctx, started); err != nil {
+		t.Fatal(err)
+	}
+	write := s.writeFile
+	diskFull := errors.New("disk full")
+	s.writeFile = func(string, []byte) error { return diskFull }
+
+	if err := s.Put(ctx, gpuClaim("a")); !errors.Is(err, diskFull) {
+		t.Fatalf("Put error = %v; want %v", err, diskFull)
+	}
+	if err := s.Put(ctx, gpuClaim("new")); !errors.Is(err, diskFull) {
+		t.Fatalf("Put error = %v; want %v", err, diskFull)
+	}
+	if got, ok := s.Get("a"); !ok || got.State != PrepareStarted {
+		t.Errorf("after a failed Put, Get(a) = %+v, %v; want the PrepareStarted record", got, ok)
+	}
+	if _, ok := s.Get("new"); ok {
+		t.Error("after a failed Put, Get(new) found the claim")
+	}
+	s.writeFile = write
+	if err := s.Put(ctx, gpuClaim("b")); err != nil {
+		t.Fatal(err)
+	}
+	reopened, _ := openT(t, path)
+	if got, ok := reopened.Get("a"); !ok || got.State != PrepareStarted {
+		t.Errorf("on disk, a = %+v, %v; want PrepareStarted", got, ok)
+	}
+	if _, ok := reopened.Get("new"); ok {
+		t.Error("the claim of a failed Put was written by a later one")
+	}
+}
+
+// Two Puts of one claim in consecutive batches that both fail leave the
+// record as it was before the first, not as the first failed Put left it.
+func TestFailedPutsOfOneClaimInTwoBatchesAreBothUndone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.json")
+	s, _ := openT(t, path)
+	ctx := context.Background()
+	v0 := gpuClaim("a")
+	v0.State = PrepareStarted
+	if err := s.Put(ctx, v0); err != nil {
+		t.Fatal(err)
+	}
+	w := newStalledWrites()
+	w.fail, w.failAll = errors.New("disk full"), true
+	s.writeFile = w.write
+
+	first := make(chan error, 1)
+	go func() { first <- s.Put(ctx, gpuClaim("a")) }()
+	waitFor(t, "first write to start", func() bool { return isWriting(s) })
+	second := make(chan error, 1)
+	v2 := gpuClaim("a")
+	v2.Name = "renamed"
+	go func() { second <- s.Put(ctx, v2) }()
+	waitForWaiters(t, s, 1)
+	close(w.release)
+	for _, ch := range []chan error{first, second} {
+		if err := <-ch; !errors.Is(err, w.fail) {
+			t.Errorf("Put error = %v; want %v", err, w.fail)
+		}
+	}
+	if got, _ := s.Get("a"); !reflect.DeepEqual(got, v0.normalized()) {
+		t.Errorf("after both Puts failed, Get(a) = %+v; want the record before them %+v", got, v0.normalized())
 	}
 }
 

@@ -2,16 +2,12 @@ package checkpoint
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
-	"time"
 
-	"k8s.io/klog/v2"
+	"github.com/gpudra/gpudra/internal/fsutil"
 )
 
 // Store holds the prepared claims in memory and on disk. It is safe for
@@ -19,7 +15,9 @@ import (
 type Store struct {
 	path   string
 	bootID string
-	// writeFile is writeFileAtomic; tests replace it to observe or stall writes.
+	fs     fsutil.FS
+	// writeFile is writeFileAtomic on fs; tests replace it to observe or
+	// stall writes.
 	writeFile func(path string, data []byte) error
 
 	mu     sync.Mutex
@@ -27,98 +25,52 @@ type Store struct {
 	commitState
 }
 
-// OpenReport says what Open found besides the claims themselves. Each
-// non-empty field is worth a log line; a corrupt file is worth an event.
-type OpenReport struct {
-	// Version is the format version of the loaded file; 0 when there was none.
-	Version int
-	// CorruptReason is why the checkpoint could not be loaded; nil when it
-	// loaded or did not exist. The store then starts empty.
-	CorruptReason error
-	// CorruptMovedTo is where the unreadable file was moved for inspection.
-	CorruptMovedTo string
-	// StaleTempFiles were left by a write interrupted before its rename and
-	// have been removed; the checkpoint itself was intact.
-	StaleTempFiles []string
-	// PreviousBootClaims are the UIDs, sorted, of claims prepared before the
-	// node last booted. Their MIG devices and sharing setup are gone and must
-	// be prepared again.
-	PreviousBootClaims []string
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	fs fsutil.FS
+}
+
+// WithFS makes the store read and write its file through fsys instead of
+// fsutil.OS; tests pass an fsfault.FS to fail single steps.
+func WithFS(fsys fsutil.FS) Option {
+	return func(o *options) { o.fs = fsys }
 }
 
 // Open loads the checkpoint at path, creating its directory if needed. A
 // missing file is an empty store. bootID is the current boot's ID (see
 // ReadBootID); it is recorded in claims put without one.
-func Open(ctx context.Context, path, bootID string) (*Store, OpenReport, error) {
-	var report OpenReport
+func Open(ctx context.Context, path, bootID string, opts ...Option) (*Store, OpenReport, error) {
+	o := options{fs: fsutil.OS}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if bootID == "" {
-		return nil, report, fmt.Errorf("open checkpoint %s: empty boot ID", path)
+		return nil, OpenReport{}, fmt.Errorf("open checkpoint %s: empty boot ID", path)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return nil, report, fmt.Errorf("open checkpoint %s: %w", path, err)
+	if err := o.fs.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, OpenReport{}, fmt.Errorf("open checkpoint %s: %w", path, err)
 	}
-	stale, err := removeStaleTempFiles(path)
-	report.StaleTempFiles = stale
+	s := &Store{path: path, bootID: bootID, fs: o.fs}
+	s.writeFile = func(path string, data []byte) error { return writeFileAtomic(s.fs, path, data) }
+	s.changedAt = map[string]uint64{}
+	claims, report, err := s.readFile(ctx)
 	if err != nil {
 		return nil, report, fmt.Errorf("open checkpoint %s: %w", path, err)
 	}
-
-	s := &Store{path: path, bootID: bootID, writeFile: writeFileAtomic, claims: map[string]Claim{}}
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return s, report, nil
-	case err != nil:
-		// Unreadable is not corrupt: moving a file aside over EACCES or EIO
-		// would throw away a good checkpoint.
-		return nil, report, fmt.Errorf("open checkpoint %s: %w", path, err)
-	}
-
-	loaded, decodeErr := decode(data)
-	if decodeErr != nil {
-		movedTo, err := moveAside(path, time.Now())
-		if err != nil {
-			return nil, report, fmt.Errorf("open checkpoint %s: %w (moving aside corrupt file: %w)", path, decodeErr, err)
-		}
-		// Reported, not logged: the caller logs it and raises an event.
-		report.CorruptReason = decodeErr
-		report.CorruptMovedTo = movedTo
-		return s, report, nil
-	}
-
-	s.claims = loaded.claims
-	report.Version = loaded.version
-	for uid, c := range s.claims {
-		if c.BootID != bootID {
-			report.PreviousBootClaims = append(report.PreviousBootClaims, uid)
-		}
-	}
-	slices.Sort(report.PreviousBootClaims)
-	klog.FromContext(ctx).V(4).Info("Loaded checkpoint", "path", path, "version", loaded.version, "claims", len(s.claims))
+	s.claims = claims
 	return s, report, nil
-}
-
-// moveAside renames a corrupt checkpoint to <path>.corrupt-<unix seconds>,
-// adding a counter if that name is taken, so no earlier evidence is lost.
-func moveAside(path string, now time.Time) (string, error) {
-	base := fmt.Sprintf("%s.corrupt-%d", path, now.Unix())
-	target := base
-	for i := 1; ; i++ {
-		if _, err := os.Lstat(target); errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		target = fmt.Sprintf("%s-%d", base, i)
-	}
-	if err := os.Rename(path, target); err != nil {
-		return "", err
-	}
-	return target, syncDir(filepath.Dir(path))
 }
 
 // BootID is the boot ID the store was opened with.
 func (s *Store) BootID() string { return s.bootID }
 
 // Get returns the record of the claim with the given UID.
+//
+// Get and List show a change as soon as Put or Delete has made it, before
+// it is on disk; once a Put has returned an error they no longer show its
+// record (unless a later change to the claim has replaced it).
 func (s *Store) Get(uid string) (Claim, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -148,9 +100,16 @@ func (s *Store) List() []Claim {
 // Put records c, replacing any record with the same UID, and returns once
 // the change is durable. A claim without a BootID gets the store's.
 //
-// On error the change stays in the store's view and is written by the next
-// successful Put or Delete; it is not known to be on disk, so the caller
-// should retry or undo it.
+// A ctx already done makes Put fail without changing anything. Otherwise
+// Put waits for its write whatever ctx does: the change is in memory and
+// must be either on disk or taken back before Put can say which (the wait
+// is bounded by a couple of local file writes).
+//
+// When the write fails, Put returns the error and the store's view of the
+// claim goes back to what it was before (the previous record, or none); the
+// next successful write stores that view, so a failed Put is never written
+// later. Changes to one claim should be serialized by the caller; when they
+// are not, a failed Put does not take back a later change to its claim.
 func (s *Store) Put(ctx context.Context, c Claim) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("checkpoint claim %s: %w", c.UID, err)
@@ -163,31 +122,79 @@ func (s *Store) Put(ctx context.Context, c Claim) error {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	s.mu.Lock()
-	s.claims[c.UID] = c
-	s.changed()
-	if err := s.commitLocked(ctx); err != nil {
+	s.setLocked(c.UID, &c, s.changed(), true)
+	if err := s.commitLocked(); err != nil {
 		return fmt.Errorf("checkpoint claim %s: %w", c.UID, err)
 	}
 	return nil
 }
 
 // Delete removes the record of a claim and returns once that is durable.
-// Deleting a claim that is not recorded succeeds.
+// Deleting a claim that is not recorded succeeds (after writing any change
+// a failed write left behind). Like Put, a ctx already done fails it without
+// a change, and otherwise it waits for its write.
+//
+// When the write fails, the claim stays deleted in memory and the next
+// successful write removes it from disk; the error says that disk may still
+// have it. Delete is how unprepare and the rollback of a failed prepare
+// forget a claim whose devices are being released: putting the record back
+// would let Get report as prepared (even PrepareCompleted) a claim whose
+// devices and CDI spec are gone. A crash before the next write leaves the
+// record on disk, and the restarted plugin unprepares the claim again.
 func (s *Store) Delete(ctx context.Context, uid string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("delete claim %s from checkpoint: %w", uid, err)
 	}
 	s.mu.Lock()
 	if _, ok := s.claims[uid]; ok {
-		delete(s.claims, uid)
-		s.changed()
+		s.setLocked(uid, nil, s.changed(), false)
 	} else if s.synced() {
 		// Neither memory nor disk has it: nothing to wait for.
 		s.mu.Unlock()
 		return nil
 	}
-	if err := s.commitLocked(ctx); err != nil {
+	if err := s.commitLocked(); err != nil {
 		return fmt.Errorf("delete claim %s from checkpoint: %w", uid, err)
+	}
+	return nil
+}
+
+// Replace makes claims the store's only records, in one durable write; it
+// is how a checkpoint lost or found corrupt is rebuilt from the CDI specs
+// and the API server. Claims without a BootID get the store's. Like Put, a
+// ctx already done or an invalid claim fails it without a change, it waits
+// for its write regardless of ctx, and a failed write takes the whole
+// replacement back.
+func (s *Store) Replace(ctx context.Context, claims []Claim) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("replace checkpoint %s: %w", s.path, err)
+	}
+	next := make(map[string]Claim, len(claims))
+	for _, c := range claims {
+		c = c.normalized()
+		if c.BootID == "" {
+			c.BootID = s.bootID
+		}
+		if err := c.validate(); err != nil {
+			return fmt.Errorf("replace checkpoint %s: %w", s.path, err)
+		}
+		if _, dup := next[c.UID]; dup {
+			return fmt.Errorf("replace checkpoint %s: claim %s listed twice", s.path, c.UID)
+		}
+		next[c.UID] = c
+	}
+	s.mu.Lock()
+	seq := s.changed()
+	for uid := range s.claims {
+		if _, kept := next[uid]; !kept {
+			s.setLocked(uid, nil, seq, true)
+		}
+	}
+	for uid, c := range next {
+		s.setLocked(uid, &c, seq, true)
+	}
+	if err := s.commitLocked(); err != nil {
+		return fmt.Errorf("replace checkpoint %s: %w", s.path, err)
 	}
 	return nil
 }

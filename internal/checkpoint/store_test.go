@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpudra/gpudra/internal/fsutil"
 )
 
 const testBoot = "boot-now"
@@ -239,7 +241,7 @@ func TestMoveAsideKeepsEarlierEvidence(t *testing.T) {
 		if err := os.WriteFile(path, []byte{byte('a' + i)}, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		to, err := moveAside(path, now)
+		to, err := moveAside(fsutil.OS, path, now)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package deviceconfig
 
 import (
-	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -43,20 +42,24 @@ func (c *candidate) String() string {
 	return fmt.Sprintf("config #%d (from %s, %s)", c.index, source, requests)
 }
 
-// decodeCandidates parses every opaque config addressed to driverName.
-// specConfigs are the claim's own configs (spec.devices.config): the
-// allocator copies them into the allocation in order, but clears Requests of
-// a config that names every request, so the names are taken from the spec.
-func decodeCandidates(configs []resourceapi.DeviceAllocationConfiguration, specConfigs []resourceapi.DeviceClaimConfiguration, driverName string) ([]*candidate, error) {
+// decodeCandidates parses every opaque config of the claim's allocation
+// addressed to driverName.
+//
+// Requests the allocator left on a config are the ones the user wrote and
+// are matched by name. A claim config without requests is either one the
+// user left unnamed or one the allocator cleared because it names every
+// request (or the subrequest chosen for it); which one is recovered from
+// spec.devices.config by content, not position: the allocator drops claim
+// configs that name only subrequests it did not choose, so positions shift.
+func decodeCandidates(claim *resourceapi.ResourceClaim, driverName string) ([]*candidate, error) {
+	cleared := clearedClaimConfigs(claim)
 	var candidates []*candidate
-	claimConfigs := 0
-	for i, entry := range configs {
-		var spec *resourceapi.DeviceClaimConfiguration
-		if entry.Source == resourceapi.AllocationConfigSourceClaim {
-			if claimConfigs < len(specConfigs) {
-				spec = &specConfigs[claimConfigs]
-			}
-			claimConfigs++
+	for i, entry := range claim.Status.Allocation.Devices.Config {
+		var origin *resourceapi.DeviceClaimConfiguration
+		if entry.Source == resourceapi.AllocationConfigSourceClaim && len(entry.Requests) == 0 {
+			// Consume the spec config even for other drivers' entries, so
+			// that identical entries keep their order.
+			origin = cleared.take(entry.Opaque)
 		}
 		opaque := entry.Opaque
 		if opaque == nil || opaque.Driver != driverName {
@@ -70,8 +73,9 @@ func decodeCandidates(configs []resourceapi.DeviceAllocationConfiguration, specC
 			c.namesAll = len(entry.Requests) == 0
 		case resourceapi.AllocationConfigSourceClaim:
 			c.fromClaim = true
-			if len(entry.Requests) == 0 && spec != nil && len(spec.Requests) > 0 && sameOpaque(spec.Opaque, opaque) {
-				c.requests = spec.Requests
+			if origin != nil && len(origin.Requests) > 0 {
+				c.requests = origin.Requests
+				c.namesAll = true
 			}
 		default:
 			return nil, fmt.Errorf("config #%d: unknown source %q", i, entry.Source)
@@ -84,6 +88,100 @@ func decodeCandidates(configs []resourceapi.DeviceAllocationConfiguration, specC
 		candidates = append(candidates, c)
 	}
 	return candidates, nil
+}
+
+// specConfigQueue holds the claim's own configs that reach the allocation
+// without requests, grouped by content, each group in spec order.
+type specConfigQueue struct {
+	byContent map[string][]*resourceapi.DeviceClaimConfiguration
+}
+
+// clearedClaimConfigs returns the configs of spec.devices.config that the
+// allocator copies with empty requests: the unnamed ones, and the named
+// ones that name every request of the claim.
+func clearedClaimConfigs(claim *resourceapi.ResourceClaim) *specConfigQueue {
+	requests := allocatedRequests(claim)
+	q := &specConfigQueue{byContent: map[string][]*resourceapi.DeviceClaimConfiguration{}}
+	for i := range claim.Spec.Devices.Config {
+		config := &claim.Spec.Devices.Config[i]
+		if len(config.Requests) > 0 && !namesEvery(config.Requests, requests) {
+			continue
+		}
+		key := opaqueKey(config.Opaque)
+		q.byContent[key] = append(q.byContent[key], config)
+	}
+	return q
+}
+
+// take returns the next spec config with the given content, or nil if the
+// spec has none left (then the entry is treated as unnamed, which is what
+// empty requests mean in the API).
+func (q *specConfigQueue) take(opaque *resourceapi.OpaqueDeviceConfiguration) *resourceapi.DeviceClaimConfiguration {
+	key := opaqueKey(opaque)
+	configs := q.byContent[key]
+	if len(configs) == 0 {
+		return nil
+	}
+	q.byContent[key] = configs[1:]
+	return configs[0]
+}
+
+// opaqueKey identifies a config by content: driver and raw parameters.
+func opaqueKey(opaque *resourceapi.OpaqueDeviceConfiguration) string {
+	if opaque == nil {
+		return ""
+	}
+	return opaque.Driver + "\x00" + string(opaque.Parameters.Raw)
+}
+
+// allocatedRequest is a request of the claim as the allocator resolved it.
+type allocatedRequest struct {
+	name string
+	// chosen is the subrequest the allocator picked for a firstAvailable
+	// request; "" for other requests.
+	chosen string
+}
+
+// allocatedRequests lists the claim's requests with the subrequest chosen
+// for each firstAvailable one, which the results name ("req/sub"): the
+// allocator gives every request at least one device (a request for all
+// devices of a selector that matches none does not fit). A claim without
+// spec requests (only in tests) is described by its results.
+func allocatedRequests(claim *resourceapi.ResourceClaim) []allocatedRequest {
+	chosen := map[string]string{}
+	var fromResults []allocatedRequest
+	for _, r := range claim.Status.Allocation.Devices.Results {
+		parent, sub, _ := strings.Cut(r.Request, "/")
+		if _, seen := chosen[parent]; seen {
+			continue
+		}
+		chosen[parent] = sub
+		fromResults = append(fromResults, allocatedRequest{name: parent, chosen: sub})
+	}
+	if len(claim.Spec.Devices.Requests) == 0 {
+		return fromResults
+	}
+	requests := make([]allocatedRequest, 0, len(claim.Spec.Devices.Requests))
+	for _, r := range claim.Spec.Devices.Requests {
+		requests = append(requests, allocatedRequest{name: r.Name, chosen: chosen[r.Name]})
+	}
+	return requests
+}
+
+// namesEvery reports whether names covers every request, as the allocator
+// decides it before clearing a config's requests: by the request's name or
+// the name of the subrequest chosen for it.
+func namesEvery(names []string, requests []allocatedRequest) bool {
+	for _, r := range requests {
+		if slices.Contains(names, r.name) {
+			continue
+		}
+		if r.chosen != "" && slices.Contains(names, r.name+"/"+r.chosen) {
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 // bestCandidate returns the config that applies to a device of type typ
@@ -136,9 +234,4 @@ func (c *candidate) outranks(other *candidate) bool {
 		return named
 	}
 	return c.index > other.index
-}
-
-// sameOpaque tells whether two opaque configs are the same one.
-func sameOpaque(a, b *resourceapi.OpaqueDeviceConfiguration) bool {
-	return a != nil && b != nil && a.Driver == b.Driver && bytes.Equal(a.Parameters.Raw, b.Parameters.Raw)
 }

@@ -54,6 +54,22 @@ func TestResolveRecoversNamesTheAllocatorCleared(t *testing.T) {
 			want:    "gpu gpu-0: GpuConfig TimeSlicing Long",
 		},
 		{
+			// The allocator keeps the spec's order today; matching by
+			// content does not depend on it.
+			name:    "cleared configs are told apart by content, not position",
+			spec:    []resourceapi.DeviceClaimConfiguration{specConfig(gpuConfig, "mig"), specConfig(migMPS(30))},
+			status:  []resourceapi.DeviceAllocationConfiguration{fromClaim(migMPS(30)), fromClaim(gpuConfig)},
+			results: []resourceapi.DeviceRequestAllocationResult{result("mig", migDev)},
+			want:    `claim team-a/train: config #1 (from claim, requests mig) is a GpuConfig, which applies to gpu devices, but device "gpu-0-mig-1g10gb-19-0" of request "mig" is a mig device`,
+		},
+		{
+			name:    "identical configs, one named and one not, keep their order",
+			spec:    []resourceapi.DeviceClaimConfiguration{specConfig(gpuConfig), specConfig(gpuConfig, "mig")},
+			status:  []resourceapi.DeviceAllocationConfiguration{fromClaim(gpuConfig), fromClaim(gpuConfig)},
+			results: []resourceapi.DeviceRequestAllocationResult{result("mig", migDev)},
+			want:    `claim team-a/train: config #1 (from claim, requests mig) is a GpuConfig, which applies to gpu devices, but device "gpu-0-mig-1g10gb-19-0" of request "mig" is a mig device`,
+		},
+		{
 			name:    "a class config of the wrong type on the only request is an error",
 			status:  []resourceapi.DeviceAllocationConfiguration{fromClass(gpuConfig)},
 			results: []resourceapi.DeviceRequestAllocationResult{result("mig", migDev)},

@@ -74,7 +74,7 @@ func Resolve(claim *resourceapi.ResourceClaim, driverName string, deviceType Dev
 	if claim.Status.Allocation == nil {
 		return nil, fmt.Errorf("claim %s is not allocated", klog.KObj(claim))
 	}
-	candidates, err := decodeCandidates(claim.Status.Allocation.Devices.Config, claim.Spec.Devices.Config, driverName)
+	candidates, err := decodeCandidates(claim, driverName)
 	if err != nil {
 		return nil, fmt.Errorf("claim %s: %w", klog.KObj(claim), err)
 	}

@@ -5,7 +5,10 @@
 //
 // Names, attributes and capacities follow the upstream NVIDIA DRA driver so
 // that existing DeviceClasses and CEL selectors keep working (see
-// shared/notes/compat-surface.md).
+// shared/notes/compat-surface.md). Beyond upstream's current set, devices
+// also carry "pcieBusID" (the name upstream used before the standard
+// resource.kubernetes.io/pciBusID) and MIG devices "parentMinor"; the NVML
+// index is never published, because it shifts when a GPU drops off the bus.
 package devicemodel
 
 import (
@@ -91,21 +94,39 @@ func DriverResources(nodeName string, devices []resourceapi.Device) *resourcesli
 func migDevice(g *gpu.GPU, m *gpu.MIGDevice, parentAttrs map[resourceapi.QualifiedName]resourceapi.DeviceAttribute) resourceapi.Device {
 	attrs := withType(parentAttrs, TypeMIG, m.UUID)
 	attrs["parentUUID"] = str(g.UUID)
+	// The parent's minor, not its NVML index: the index shifts when a GPU
+	// drops off the bus, and a selector pinned to it would silently move to
+	// another GPU. Upstream published parentIndex up to v25.3 and removed it
+	// for that reason; parentMinor matches the "gpu-<minor>" in the name.
+	attrs["parentMinor"] = integer(g.Minor)
 	attrs["profile"] = str(m.Profile.Name)
 	p := m.Profile
+	capacity := map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{
+		"multiprocessors": countCapacity(p.Multiprocessors),
+		"copyEngines":     countCapacity(p.CopyEngines),
+		"decoders":        countCapacity(p.Decoders),
+		"encoders":        countCapacity(p.Encoders),
+		"jpegEngines":     countCapacity(p.JPEGEngines),
+		"ofaEngines":      countCapacity(p.OFAEngines),
+		"memory":          bytesCapacity(p.MemoryBytes),
+	}
+	// One capacity of 1 per memory slice the placement occupies, as upstream
+	// publishes for existing MIG devices: a selector can ask for a placement.
+	for i := m.Placement.Start; i < m.Placement.Start+m.Placement.Size; i++ {
+		capacity[MemorySliceCapacityName(i)] = countCapacity(1)
+	}
 	return resourceapi.Device{
 		Name:       MIGDeviceName(g, m),
 		Attributes: attrs,
-		Capacity: map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{
-			"multiprocessors": countCapacity(p.Multiprocessors),
-			"copyEngines":     countCapacity(p.CopyEngines),
-			"decoders":        countCapacity(p.Decoders),
-			"encoders":        countCapacity(p.Encoders),
-			"jpegEngines":     countCapacity(p.JPEGEngines),
-			"ofaEngines":      countCapacity(p.OFAEngines),
-			"memory":          bytesCapacity(p.MemoryBytes),
-		},
+		Capacity:   capacity,
 	}
+}
+
+// MemorySliceCapacityName names the capacity a MIG device publishes for
+// memory slice i of its parent ("memorySlice0"). Capacity names must be C
+// identifiers; the dynamic-MIG counters use "memory-slice-<i>" instead.
+func MemorySliceCapacityName(i int) resourceapi.QualifiedName {
+	return resourceapi.QualifiedName(fmt.Sprintf("memorySlice%d", i))
 }
 
 // gpuAttributes are the attributes a GPU and each of its MIG devices share.
@@ -127,6 +148,9 @@ func gpuAttributes(inv *gpu.Inventory, g *gpu.GPU, driverVersion string) (map[re
 		return nil, fmt.Errorf("GPU %s: PCI bus ID: %w", g.UUID, err)
 	}
 	attrs[busID.Name] = busID.Value
+	// The unqualified name upstream published before it moved to the
+	// standard attribute (v25.3 to v25.8); selectors written then use it.
+	attrs["pcieBusID"] = str(*busID.Value.StringValue)
 	if g.PCIeRoot != "" {
 		attrs[deviceattribute.StandardDeviceAttributePCIeRoot] = str(g.PCIeRoot)
 	}
@@ -172,6 +196,10 @@ func SemverFromDriverVersion(v string) (string, error) {
 
 func str(s string) resourceapi.DeviceAttribute {
 	return resourceapi.DeviceAttribute{StringValue: ptr.To(s)}
+}
+
+func integer(n int) resourceapi.DeviceAttribute {
+	return resourceapi.DeviceAttribute{IntValue: ptr.To(int64(n))}
 }
 
 func version(s string) resourceapi.DeviceAttribute {

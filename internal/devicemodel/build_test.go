@@ -67,6 +67,7 @@ func TestBuildGPUAttributes(t *testing.T) {
 		"type": "gpu", "uuid": "GPU-aaaa", "productName": "NVIDIA H100 80GB HBM3", "brand": "Nvidia",
 		"architecture": "Hopper", "addressingMode": "HMM",
 		"resource.kubernetes.io/pciBusID": "0000:18:00.0", "resource.kubernetes.io/pcieRoot": "pci0000:10",
+		"pcieBusID": "0000:18:00.0",
 	}
 	for k, v := range strs {
 		if a, ok := d.Attributes[k]; !ok || a.StringValue == nil || *a.StringValue != v {
@@ -87,39 +88,150 @@ func TestBuildGPUAttributes(t *testing.T) {
 	if got := d.Capacity["memory"].Value; got.Cmp(resource.MustParse("80Gi")) != 0 {
 		t.Errorf("memory = %s, want 80Gi", got.String())
 	}
-	if len(d.Attributes) != 12 || len(d.Capacity) != 1 {
-		t.Errorf("got %d attributes and %d capacities, want 12 and 1", len(d.Attributes), len(d.Capacity))
+	if len(d.Attributes) != 13 || len(d.Capacity) != 1 {
+		t.Errorf("got %d attributes and %d capacities, want 13 and 1", len(d.Attributes), len(d.Capacity))
+	}
+	if _, ok := d.Attributes["index"]; ok {
+		t.Error("the NVML index is published; it shifts when a GPU drops off the bus")
 	}
 }
 
+// TestBuildMIGAttributes pins the whole attribute and capacity set of MIG
+// devices: every name, its type and its value.
 func TestBuildMIGAttributes(t *testing.T) {
 	devices, err := Build(testInventory())
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := devices[2] // 1g.10gb+me on the MIG-mode GPU
-	if got := *d.Attributes["parentUUID"].StringValue; got != "GPU-bbbb" {
-		t.Errorf("parentUUID = %s", got)
+	parent := map[resourceapi.QualifiedName]any{
+		"type": "mig", "parentUUID": "GPU-bbbb", "parentMinor": int64(1),
+		"productName": "NVIDIA H100 80GB HBM3", "brand": "Nvidia", "architecture": "Hopper",
+		"cudaComputeCapability": wantVersion("9.0.0"), "driverVersion": wantVersion("535.104.5"), "cudaDriverVersion": wantVersion("12.2.0"),
+		"resource.kubernetes.io/pciBusID": "0000:2a:00.0", "pcieBusID": "0000:2a:00.0",
+		"resource.kubernetes.io/pcieRoot": "pci0000:20",
+		// No numaNode (the GPU has no NUMA affinity), no addressingMode
+		// (unknown), never an index.
 	}
-	if got := *d.Attributes["profile"].StringValue; got != "1g.10gb+me" {
-		t.Errorf("profile = %s", got)
+	with := func(base map[resourceapi.QualifiedName]any, extra map[resourceapi.QualifiedName]any) map[resourceapi.QualifiedName]any {
+		out := map[resourceapi.QualifiedName]any{}
+		for k, v := range base {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
 	}
-	if _, ok := d.Attributes["resource.kubernetes.io/numaNode"]; ok {
-		t.Errorf("numaNode published for a GPU without NUMA affinity")
+	tests := []struct {
+		device     string
+		attributes map[resourceapi.QualifiedName]any
+		capacity   map[resourceapi.QualifiedName]string
+	}{
+		{
+			device:     "gpu-1-mig-1g10gb-19-1",
+			attributes: with(parent, map[resourceapi.QualifiedName]any{"uuid": "MIG-2", "profile": "1g.10gb"}),
+			capacity: map[resourceapi.QualifiedName]string{
+				"multiprocessors": "16", "copyEngines": "1", "decoders": "1", "encoders": "0",
+				"jpegEngines": "0", "ofaEngines": "0", "memory": "10Gi", "memorySlice1": "1",
+			},
+		},
+		{
+			device:     "gpu-1-mig-1g10gb-me-20-0",
+			attributes: with(parent, map[resourceapi.QualifiedName]any{"uuid": "MIG-1", "profile": "1g.10gb+me"}),
+			capacity: map[resourceapi.QualifiedName]string{
+				"multiprocessors": "16", "copyEngines": "1", "decoders": "1", "encoders": "0",
+				"jpegEngines": "1", "ofaEngines": "1", "memory": "10Gi", "memorySlice0": "1",
+			},
+		},
 	}
-	if _, ok := d.Attributes["addressingMode"]; ok {
-		t.Errorf("addressingMode published though unknown")
+	byName := map[string]resourceapi.Device{}
+	for _, d := range devices {
+		byName[d.Name] = d
 	}
-	caps := map[resourceapi.QualifiedName]string{
-		"multiprocessors": "16", "copyEngines": "1", "decoders": "1", "encoders": "0",
-		"jpegEngines": "1", "ofaEngines": "1", "memory": "10Gi",
+	for _, tc := range tests {
+		t.Run(tc.device, func(t *testing.T) {
+			d, ok := byName[tc.device]
+			if !ok {
+				t.Fatalf("no device %s", tc.device)
+			}
+			for name, want := range tc.attributes {
+				a, ok := d.Attributes[name]
+				if !ok {
+					t.Errorf("attribute %s missing", name)
+					continue
+				}
+				if got := attributeValue(a); got != want {
+					t.Errorf("attribute %s = %#v, want %#v", name, got, want)
+				}
+			}
+			for name := range d.Attributes {
+				if _, ok := tc.attributes[name]; !ok {
+					t.Errorf("unexpected attribute %s = %#v", name, attributeValue(d.Attributes[name]))
+				}
+			}
+			for name, want := range tc.capacity {
+				c, ok := d.Capacity[name]
+				if !ok {
+					t.Errorf("capacity %s missing", name)
+					continue
+				}
+				if c.Value.Cmp(resource.MustParse(want)) != 0 {
+					t.Errorf("capacity %s = %s, want %s", name, c.Value.String(), want)
+				}
+			}
+			for name, c := range d.Capacity {
+				if _, ok := tc.capacity[name]; !ok {
+					t.Errorf("unexpected capacity %s = %s", name, c.Value.String())
+				}
+			}
+		})
 	}
-	for k, v := range caps {
-		got := d.Capacity[k].Value
-		if got.Cmp(resource.MustParse(v)) != 0 {
-			t.Errorf("capacity %s = %s, want %s", k, got.String(), v)
+}
+
+// A placement over several memory slices publishes one capacity per slice.
+func TestBuildMIGMemorySlices(t *testing.T) {
+	inv := testInventory()
+	seven := gpu.MIGProfile{Name: "7g.80gb", GIProfileID: 0, SliceCount: 7, Multiprocessors: 132, CopyEngines: 8, Decoders: 7, JPEGEngines: 7, OFAEngines: 1, MemoryBytes: 81920 << 20}
+	inv.GPUs[0].MIGDevices = []gpu.MIGDevice{{UUID: "MIG-7", Profile: seven, Placement: gpu.Placement{Start: 0, Size: 8}}}
+	devices, err := Build(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := devices[len(devices)-1]
+	if d.Name != "gpu-1-mig-7g80gb-0-0" {
+		t.Fatalf("last device is %s, want the 7g.80gb MIG device", d.Name)
+	}
+	for i := range 8 {
+		name := MemorySliceCapacityName(i)
+		if c, ok := d.Capacity[name]; !ok || c.Value.Value() != 1 {
+			t.Errorf("capacity %s = %+v, want 1", name, c)
 		}
 	}
+	if _, ok := d.Capacity["memorySlice8"]; ok {
+		t.Error("memorySlice8 published for a placement of slices 0-7")
+	}
+	if n := len(d.Attributes) + len(d.Capacity); n > resourceapi.ResourceSliceMaxAttributesAndCapacitiesPerDevice {
+		t.Errorf("%d attributes and capacities exceed the API limit", n)
+	}
+}
+
+// wantVersion marks an expected version attribute in attribute tables.
+type wantVersion string
+
+// attributeValue returns the one value an attribute holds, typed: string,
+// int64, bool or wantVersion.
+func attributeValue(a resourceapi.DeviceAttribute) any {
+	switch {
+	case a.StringValue != nil:
+		return *a.StringValue
+	case a.IntValue != nil:
+		return *a.IntValue
+	case a.BoolValue != nil:
+		return *a.BoolValue
+	case a.VersionValue != nil:
+		return wantVersion(*a.VersionValue)
+	}
+	return nil
 }
 
 func TestBuildRejectsBadInput(t *testing.T) {

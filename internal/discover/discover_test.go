@@ -79,7 +79,7 @@ func TestDiscoverDGXH100(t *testing.T) {
 	}
 	wantAttrs := []resourceapi.QualifiedName{
 		"type", "uuid", "productName", "brand", "architecture", "cudaComputeCapability", "driverVersion",
-		"cudaDriverVersion", "resource.kubernetes.io/pciBusID", "resource.kubernetes.io/pcieRoot", "resource.kubernetes.io/numaNode",
+		"cudaDriverVersion", "resource.kubernetes.io/pciBusID", "pcieBusID", "resource.kubernetes.io/pcieRoot", "resource.kubernetes.io/numaNode",
 	}
 	for i, d := range devices {
 		if want := "gpu-" + string(rune('0'+i)); d.Name != want {

@@ -18,6 +18,14 @@ type Backend interface {
 	Name() string
 	// Inventory returns a fresh snapshot of the node's GPUs and their
 	// existing MIG devices. GPUs are ordered by PCI bus ID.
+	//
+	// One bad GPU is one bad GPU: a GPU that enumerates but cannot be read
+	// (NVML answers GPU_IS_LOST, its MIG state is unreadable, ...) is left
+	// out of Inventory.GPUs and reported in Inventory.Unavailable, and the
+	// call succeeds. An error is returned only when the backend as a whole
+	// cannot answer (NVML init, driver version or device count fail, the
+	// simulator's control file is unreadable): then nothing it said about
+	// any GPU could be trusted.
 	Inventory(ctx context.Context) (*Inventory, error)
 	// Close releases the backend (nvml.Shutdown for NVML).
 	Close() error
@@ -31,6 +39,28 @@ type Inventory struct {
 	CUDADriverVersion Version
 	// GPUs in PCI bus ID order.
 	GPUs []GPU
+	// Unavailable are the GPUs that enumerate but cannot be read, in
+	// enumeration index order. They are not in GPUs, so nothing above the
+	// backend publishes or prepares them; each says why.
+	Unavailable []UnavailableGPU
+}
+
+// UnavailableGPU is a GPU the backend enumerated but could not read. Its
+// identity is whatever the backend could still learn: a GPU that fell off
+// the bus answers nothing but its enumeration index.
+type UnavailableGPU struct {
+	// Index is the enumeration index (NVML's device index).
+	Index int
+	// Minor is the N of /dev/nvidiaN; -1 if unknown.
+	Minor int
+	// UUID is "GPU-<uuid>"; "" if unknown.
+	UUID string
+	// PCIBusID in the form of GPU.PCIBusID; "" if unknown.
+	PCIBusID string
+	// Reason says what failed, for an operator: the backend call and its
+	// return code ("nvmlDeviceGetUUID: GPU_IS_LOST"), or the simulated
+	// fault and who injected it.
+	Reason string
 }
 
 // Version is a major.minor(.patch) version number.

@@ -6,17 +6,28 @@
 // checkpoint store do the I/O. What the Driver owns is the order of those
 // steps and the invariants across them:
 //
+//   - one process at a time changes the node's state (nodelease): every
+//     prepare, unprepare and cleanup runs inside the node lease, and the
+//     in-memory view is reloaded from disk whenever the lease comes back
+//     from another plugin instance;
 //   - independent claims prepare in parallel; work on one claim is serialized;
 //   - a device is never prepared for two live claims at once (admin access
 //     aside);
-//   - every prepared claim is in the checkpoint before the kubelet hears of
-//     it, and every CDI spec on disk belongs to a checkpointed claim;
+//   - a claim's record says PrepareCompleted only once its CDI spec is
+//     durable, and the fast path trusts a record only if it matches the
+//     claim's current allocation and its spec exists;
+//   - a CDI spec is deleted only once its claim is known not to need it
+//     (checkpointed claims, or claims looked up in the API server): a lost
+//     or corrupt checkpoint is rebuilt from the specs, never forgotten;
+//   - a device that a claim holds stays published while the claim holds it;
 //   - prepare and unprepare are idempotent.
 package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,13 +51,28 @@ type checkpointStore interface {
 	Put(ctx context.Context, c checkpoint.Claim) error
 	Delete(ctx context.Context, uid string) error
 	BootID() string
+	// Reload re-reads the file another plugin instance may have changed.
+	Reload(ctx context.Context) (checkpoint.OpenReport, error)
 }
 
 // specWriter is what the driver needs of the CDI layer.
 type specWriter interface {
-	WriteClaimSpec(ctx context.Context, claimUID string, devs []cdi.Device) ([]string, error)
+	WriteClaimSpec(ctx context.Context, claim cdi.ClaimRef, devs []cdi.Device) ([]string, error)
 	DeleteClaimSpec(ctx context.Context, claimUID string) error
 	ListClaimSpecs() ([]string, error)
+	ReadClaimSpec(claimUID string) (cdi.ClaimSpec, error)
+}
+
+// nodeLease admits work that changes node state (see nodelease.Lease).
+type nodeLease interface {
+	Enter(ctx context.Context) (exit func(), err error)
+	TryEnter() (exit func(), ok bool)
+}
+
+// EventRecorder reports node-level happenings (a corrupt checkpoint and its
+// rebuild) as events on the Node.
+type EventRecorder interface {
+	NodeEvent(eventType, reason, message string)
 }
 
 // publisher publishes ResourceSlices (the kubeletplugin.Helper).
@@ -66,6 +92,18 @@ type Config struct {
 	// CleanupInterval is how often claims whose ResourceClaim is gone are
 	// unprepared and orphaned CDI specs removed; 0 means one minute.
 	CleanupInterval time.Duration
+	// InventoryInterval is how often the GPU inventory is read again (a GPU
+	// that came back, an admin's MIG change); 0 means 30 seconds.
+	InventoryInterval time.Duration
+	// Lease makes this process the only writer of node state; nil when the
+	// caller guarantees that (tests with one driver).
+	Lease nodeLease
+	// Events gets node events; nil drops them.
+	Events EventRecorder
+	// OnFatal is called with an error the kubelet plugin helper cannot
+	// recover from (the registrar or gRPC server died); the process must
+	// exit. Nil: logged only.
+	OnFatal func(error)
 }
 
 // Driver implements kubeletplugin.DRAPlugin.
@@ -78,7 +116,13 @@ type Driver struct {
 	// registered reports whether the kubelet accepted the plugin's
 	// registration; set by Start.
 	registered atomic.Pointer[func() bool]
+	// publisher republishes after inventory changes; set by Start.
+	publisher atomic.Pointer[publisherBox]
+	// refreshMu serializes inventory refreshes.
+	refreshMu sync.Mutex
 }
+
+type publisherBox struct{ p publisher }
 
 // snapshot is one inventory with its published devices, swapped atomically
 // so prepares never wait for a refresh.
@@ -86,61 +130,67 @@ type snapshot struct {
 	inventory *gpu.Inventory
 	devices   []resourceapi.Device
 	index     map[string]devicemodel.Located
+	// retained are devices no longer in the inventory that stay published
+	// because a claim holds them, with the reason they are unusable.
+	retained map[string]string
 }
 
 var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
 
 // New builds a Driver, reads the inventory and rebuilds device ownership from
 // the checkpoint. It does not talk to the kubelet yet; see Start.
+//
+// The caller holds the node lease (or is the only plugin process), and the
+// store was just opened: New accounts for every CDI spec on disk before it
+// returns (see recoverSpecs), so a lost or corrupt checkpoint never makes
+// the plugin hand out a device a running pod holds.
 func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.CleanupInterval == 0 {
 		cfg.CleanupInterval = time.Minute
 	}
+	if cfg.InventoryInterval == 0 {
+		cfg.InventoryInterval = 30 * time.Second
+	}
 	d := &Driver{cfg: cfg, locks: newClaimLocks(), owners: newOwnership()}
-	if err := d.refreshInventory(ctx); err != nil {
+	if _, err := d.refreshInventory(ctx); err != nil {
 		return nil, err
 	}
-	for _, c := range cfg.Store.List() {
+	d.loadOwnership(ctx)
+	d.recoverSpecs(ctx)
+	return d, nil
+}
+
+// loadOwnership rebuilds device ownership from the checkpoint.
+func (d *Driver) loadOwnership(ctx context.Context) {
+	d.owners.reset()
+	for _, c := range d.cfg.Store.List() {
 		ref := claimRef{UID: c.UID, Namespace: c.Namespace, Name: c.Name}
-		var exclusive []string
-		for _, dev := range c.Devices {
-			if !dev.AdminAccess {
-				exclusive = append(exclusive, dev.Device)
-			}
-		}
-		if conflicts := d.owners.reserve(ref, exclusive); len(conflicts) > 0 {
+		if conflicts := d.owners.reserve(ref, exclusiveDevices(c.Devices)); len(conflicts) > 0 {
 			// Two checkpointed claims on one device: only possible after a
 			// bug or hand-edited state. Keep serving; cleanup resolves it
 			// once one of the claims is gone.
 			klog.FromContext(ctx).Error(nil, "Checkpoint holds a device for two claims", "claim", ref.String(), "device", conflicts[0].Device, "otherClaim", conflicts[0].Owner.String())
 		}
 	}
-	return d, nil
 }
 
-// refreshInventory reads the backend and swaps in a new snapshot.
-func (d *Driver) refreshInventory(ctx context.Context) error {
-	inv, err := d.cfg.Backend.Inventory(ctx)
-	if err != nil {
-		return fmt.Errorf("read GPU inventory: %w", err)
+func exclusiveDevices(devices []checkpoint.Device) []string {
+	var exclusive []string
+	for _, dev := range devices {
+		if !dev.AdminAccess {
+			exclusive = append(exclusive, dev.Device)
+		}
 	}
-	devices, err := devicemodel.Build(inv)
-	if err != nil {
-		return fmt.Errorf("build devices: %w", err)
-	}
-	d.snapshot.Store(&snapshot{inventory: inv, devices: devices, index: devicemodel.Index(inv)})
-	return nil
+	return exclusive
 }
 
 // Publish hands the current devices to p (the kubelet plugin helper's
-// ResourceSlice controller), which keeps them published.
+// ResourceSlice controller), which keeps them published, and remembers p
+// for republishing after inventory changes.
 func (d *Driver) Publish(ctx context.Context, p publisher) error {
+	d.publisher.Store(&publisherBox{p: p})
 	s := d.snapshot.Load()
-	if err := p.PublishResources(ctx, *devicemodel.DriverResources(d.cfg.NodeName, s.devices)); err != nil {
-		return err
-	}
-	d.published.Store(true)
-	return nil
+	return p.PublishResources(ctx, *devicemodel.DriverResources(d.cfg.NodeName, s.devices))
 }
 
 // Devices returns the devices the driver publishes.
@@ -151,6 +201,15 @@ func (d *Driver) Devices() []resourceapi.Device {
 // PrepareResourceClaims prepares each claim independently and in parallel;
 // one claim's failure does not affect the others.
 func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
+	if len(claims) == 0 {
+		// The liveness probe's call: answer without touching state.
+		return map[types.UID]kubeletplugin.PrepareResult{}, nil
+	}
+	exit, err := d.enterLease(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer exit()
 	results := make([]kubeletplugin.PrepareResult, len(claims))
 	forEach(len(claims), func(i int) {
 		devs, err := d.prepareClaim(ctx, claims[i])
@@ -166,6 +225,14 @@ func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceap
 // UnprepareResourceClaims undoes PrepareResourceClaims, claim by claim in
 // parallel. A claim that is not prepared is not an error.
 func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
+	if len(claims) == 0 {
+		return map[types.UID]error{}, nil
+	}
+	exit, err := d.enterLease(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer exit()
 	errs := make([]error, len(claims))
 	forEach(len(claims), func(i int) {
 		errs[i] = d.unprepareClaim(ctx, string(claims[i].UID))
@@ -177,11 +244,35 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 	return out, nil
 }
 
-// HandleError logs background errors (slice publishing). None of them is
-// fatal for a node plugin: the controller retries, and exiting would only
-// make the kubelet's view of the node worse.
+// enterLease admits one kubelet call into the node lease.
+func (d *Driver) enterLease(ctx context.Context) (func(), error) {
+	if d.cfg.Lease == nil {
+		return func() {}, nil
+	}
+	exit, err := d.cfg.Lease.Enter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", d.cfg.NodeName, err)
+	}
+	return exit, nil
+}
+
+// HandleError is called by the kubelet plugin helper for errors in the
+// background. Recoverable ones (slice publishing, which the controller
+// retries) are logged. Any other one means a part of the helper died — the
+// registrar or the DRA gRPC server — and the kubelet will deregister or
+// can no longer reach this process, which would then sit there looking
+// healthy: it is handed to OnFatal, which ends the process so that the
+// DaemonSet starts a working one.
 func (d *Driver) HandleError(ctx context.Context, err error, msg string) {
-	klog.FromContext(ctx).Error(err, msg)
+	logger := klog.FromContext(ctx)
+	if errors.Is(err, kubeletplugin.ErrRecoverable) {
+		logger.Error(err, msg)
+		return
+	}
+	logger.Error(err, "Fatal error in the kubelet plugin, exiting", "what", msg)
+	if d.cfg.OnFatal != nil {
+		d.cfg.OnFatal(fmt.Errorf("%s: %w", msg, err))
+	}
 }
 
 // WatchHealthStatus is not supported yet; device health comes with the

@@ -63,3 +63,29 @@ func (o *ownership) release(claimUID string) {
 		}
 	}
 }
+
+// reset forgets every owner (before rebuilding from a reloaded checkpoint).
+func (o *ownership) reset() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.owners = make(map[string]claimRef)
+}
+
+// owner returns the claim holding device, if any.
+func (o *ownership) owner(device string) (claimRef, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	c, ok := o.owners[device]
+	return c, ok
+}
+
+// held returns the names of the devices some claim holds.
+func (o *ownership) held() map[string]bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]bool, len(o.owners))
+	for dev := range o.owners {
+		out[dev] = true
+	}
+	return out
+}

@@ -2,14 +2,11 @@ package plugin
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
@@ -17,17 +14,32 @@ import (
 	"github.com/gpudra/gpudra/internal/cdi"
 	"github.com/gpudra/gpudra/internal/checkpoint"
 	"github.com/gpudra/gpudra/internal/deviceconfig"
+	"github.com/gpudra/gpudra/internal/failpoint"
 )
+
+// Failpoints of prepare (see internal/failpoint).
+const (
+	FailpointPrepareAfterReserve = "plugin/prepare-after-reserve"
+	FailpointPrepareAfterSpec    = "plugin/prepare-after-spec"
+	FailpointPrepareAfterRecord  = "plugin/prepare-after-record"
+)
+
+// rollbackTimeout bounds the undo of a failed prepare. The undo runs even
+// when the kubelet's deadline cancelled the prepare: stopping half-way
+// would leave a spec or a record behind that says more than is true.
+const rollbackTimeout = 30 * time.Second
 
 // prepareClaim makes a claim's devices ready for its containers and returns
 // their CDI device IDs. The order of steps is what makes crashes safe:
-// reserve devices (memory) -> CDI spec -> checkpoint PrepareCompleted (one
-// fsync) -> answer the kubelet. A crash before the checkpoint write leaves at
-// most a CDI spec no claim owns, which cleanup removes (it runs at start);
-// the kubelet, never told of success, prepares again. Preparations that will
-// change hardware (creating MIG devices, starting MPS daemons) record
-// PrepareStarted before touching it, so a crash leaves a record of what to
-// undo; whole-GPU and existing-MIG claims change nothing on the GPU.
+// reserve devices (memory) -> CDI spec (durable) -> checkpoint
+// PrepareCompleted (durable) -> answer the kubelet. A crash before the
+// checkpoint write leaves a CDI spec without a record; the next start
+// adopts it if the claim still has exactly that allocation (the kubelet
+// then gets the same IDs on its retry) or deletes it otherwise (see
+// recoverSpecs). Preparations that will change hardware (creating MIG
+// devices, starting MPS daemons) must record PrepareStarted before touching
+// it, so a crash leaves a record of what to undo; whole-GPU and
+// existing-MIG claims change nothing on the GPU.
 func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceClaim) ([]kubeletplugin.Device, error) {
 	start := time.Now()
 	ref := claimRef{UID: string(claim.UID), Namespace: claim.Namespace, Name: claim.Name}
@@ -40,9 +52,18 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	}
 	defer unlock()
 
-	if rec, ok := d.cfg.Store.Get(ref.UID); ok && rec.State == checkpoint.PrepareCompleted && rec.BootID == d.cfg.Store.BootID() {
-		logger.V(4).Info("Claim already prepared")
-		return kubeletDevices(rec), nil
+	if rec, ok := d.cfg.Store.Get(ref.UID); ok {
+		why := d.whyNotPrepared(rec, claim)
+		if why == "" {
+			logger.V(4).Info("Claim already prepared")
+			return kubeletDevices(rec), nil
+		}
+		// Whatever was prepared before does not serve the claim as it is
+		// now: undo it, then prepare from scratch.
+		logger.Info("Preparing claim again", "reason", why)
+		if err := d.unprepareLocked(ctx, ref.UID); err != nil {
+			return nil, fmt.Errorf("claim %s: undo earlier preparation (%s): %w", ref, why, err)
+		}
 	}
 
 	rec, cdiDevs, err := d.plan(ref, claim)
@@ -52,6 +73,7 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	if err := d.reserve(ctx, ref, rec.Devices); err != nil {
 		return nil, err
 	}
+	failpoint.Hit(FailpointPrepareAfterReserve)
 
 	// From here on, a failure must leave nothing behind.
 	ok := false
@@ -61,10 +83,11 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 		}
 	}()
 
-	ids, err := d.cfg.CDI.WriteClaimSpec(ctx, ref.UID, cdiDevs)
+	ids, err := d.cfg.CDI.WriteClaimSpec(ctx, cdi.ClaimRef{UID: ref.UID, Namespace: ref.Namespace, Name: ref.Name}, cdiDevs)
 	if err != nil {
 		return nil, fmt.Errorf("claim %s: write CDI spec: %w", ref, err)
 	}
+	failpoint.Hit(FailpointPrepareAfterSpec)
 	for i := range rec.Devices {
 		rec.Devices[i].CDIDeviceIDs = []string{ids[i]}
 	}
@@ -72,9 +95,39 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 	if err := d.cfg.Store.Put(ctx, rec); err != nil {
 		return nil, fmt.Errorf("claim %s: record in checkpoint: %w", ref, err)
 	}
+	failpoint.Hit(FailpointPrepareAfterRecord)
 	ok = true
 	logger.V(2).Info("Prepared claim", "devices", len(rec.Devices), "duration", time.Since(start))
 	return kubeletDevices(rec), nil
+}
+
+// whyNotPrepared returns "" when rec is a completed preparation of claim as
+// it is allocated now, and otherwise why it is not.
+func (d *Driver) whyNotPrepared(rec checkpoint.Claim, claim *resourceapi.ResourceClaim) string {
+	switch {
+	case rec.State != checkpoint.PrepareCompleted:
+		return fmt.Sprintf("the record says %s", rec.State)
+	case rec.BootID != d.cfg.Store.BootID():
+		return "prepared before the node rebooted"
+	case !sameAllocation(rec, claim, d.cfg.DriverName):
+		return fmt.Sprintf("prepared for devices %v, but the claim is now allocated %v", recordAllocation(rec), claimAllocation(claim, d.cfg.DriverName))
+	}
+	spec, err := d.cfg.CDI.ReadClaimSpec(rec.UID)
+	if err != nil {
+		return fmt.Sprintf("its CDI spec cannot be read: %v", err)
+	}
+	have := map[string]bool{}
+	for _, dev := range spec.Devices {
+		have[dev.CDIDeviceID] = true
+	}
+	for _, dev := range rec.Devices {
+		for _, id := range dev.CDIDeviceIDs {
+			if !have[id] {
+				return fmt.Sprintf("its CDI spec lacks device %s", id)
+			}
+		}
+	}
+	return ""
 }
 
 // plan works out, without side effects, what preparing the claim means: the
@@ -113,8 +166,11 @@ func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoin
 		if loc.MIG != nil {
 			dev.ParentUUID = loc.GPU.UUID
 		}
+		if reason, gone := s.retained[r.Device]; gone {
+			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s) is unavailable: %s", ref, r.Device, r.Request, reason)
+		}
 		rec.Devices = append(rec.Devices, dev)
-		cdiDevs = append(cdiDevs, cdi.Device{Name: r.Device, GPU: *loc.GPU, MIG: loc.MIG})
+		cdiDevs = append(cdiDevs, cdi.Device{Name: r.Device, Request: r.Request, Pool: r.Pool, GPU: *loc.GPU, MIG: loc.MIG})
 	}
 	return rec, cdiDevs, nil
 }
@@ -139,17 +195,13 @@ func checkSupported(cfg configapi.Config) error {
 	return nil
 }
 
-// reserve takes the claim's exclusive devices. A device held by a claim whose
-// ResourceClaim no longer exists is a leftover (the kubelet never unprepared
-// it): that claim is unprepared first. A device held by a live claim is
-// refused, naming both claims.
+// reserve takes the claim's exclusive devices. A device held by a claim
+// that no longer needs it (its ResourceClaim was deleted, or deallocated, or
+// allocated other devices, and the kubelet never unprepared it) is a
+// leftover: that claim is unprepared first. A device held by a claim that
+// still needs it is refused, naming both claims.
 func (d *Driver) reserve(ctx context.Context, ref claimRef, devices []checkpoint.Device) error {
-	var exclusive []string
-	for _, dev := range devices {
-		if !dev.AdminAccess {
-			exclusive = append(exclusive, dev.Device)
-		}
-	}
+	exclusive := exclusiveDevices(devices)
 	for attempt := 0; ; attempt++ {
 		conflicts := d.owners.reserve(ref, exclusive)
 		if len(conflicts) == 0 {
@@ -159,11 +211,11 @@ func (d *Driver) reserve(ctx context.Context, ref claimRef, devices []checkpoint
 			return conflictError(ref, conflicts)
 		}
 		for _, c := range conflicts {
-			gone, err := d.claimGone(ctx, c.Owner)
+			needed, err := d.ownerNeeds(ctx, c.Owner)
 			if err != nil {
 				return fmt.Errorf("claim %s: device %s is held by claim %s, whose state could not be checked: %w", ref, c.Device, c.Owner, err)
 			}
-			if !gone {
+			if needed {
 				return conflictError(ref, conflicts)
 			}
 			klog.FromContext(ctx).Info("Unpreparing stale claim that holds a needed device", "staleClaim", c.Owner.String(), "device", c.Device)
@@ -174,6 +226,22 @@ func (d *Driver) reserve(ctx context.Context, ref claimRef, devices []checkpoint
 	}
 }
 
+// ownerNeeds tells whether the claim holding a device still needs what was
+// prepared for it, judged by its record or, for a claim known only from its
+// CDI spec, by the spec.
+func (d *Driver) ownerNeeds(ctx context.Context, owner claimRef) (bool, error) {
+	var devs []allocatedDevice
+	if rec, ok := d.cfg.Store.Get(owner.UID); ok {
+		devs = recordAllocation(rec)
+	} else if spec, err := d.cfg.CDI.ReadClaimSpec(owner.UID); err == nil {
+		devs = specAllocation(spec)
+	} else {
+		return false, nil // neither record nor spec: nothing is prepared
+	}
+	needed, _, err := d.stillNeeded(ctx, owner, devs)
+	return needed, err
+}
+
 func conflictError(ref claimRef, conflicts []conflict) error {
 	parts := make([]string, 0, len(conflicts))
 	for _, c := range conflicts {
@@ -182,26 +250,12 @@ func conflictError(ref claimRef, conflicts []conflict) error {
 	return fmt.Errorf("claim %s: %s", ref, strings.Join(parts, "; "))
 }
 
-// claimGone tells whether a claim's ResourceClaim was deleted (or replaced by
-// one with the same name and a new UID).
-func (d *Driver) claimGone(ctx context.Context, c claimRef) (bool, error) {
-	if d.cfg.Client == nil {
-		return false, errors.New("no API client")
-	}
-	obj, err := d.cfg.Client.ResourceV1().ResourceClaims(c.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return true, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return string(obj.UID) != c.UID, nil
-}
-
 // rollback undoes a failed prepare. Errors are logged, not returned: the
 // prepare error is what the user needs to see, and cleanup retries the rest.
 func (d *Driver) rollback(ctx context.Context, ref claimRef) {
 	logger := klog.FromContext(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
 	if err := d.cfg.CDI.DeleteClaimSpec(ctx, ref.UID); err != nil {
 		logger.Error(err, "Rollback: delete CDI spec")
 	}

@@ -8,9 +8,15 @@
 //     is returned as an error, and no other NVML function is called after a
 //     failed Init: doing so kills the process with a symbol lookup error.
 //   - Inventory only reads; it never changes MIG mode, compute mode or clocks,
-//     so it is safe on shared machines. Every NVML error it returns names the
-//     GPU index and the call that failed, and wraps the nvml.Return so callers
-//     can test it with errors.Is.
+//     so it is safe on shared machines.
+//   - One bad GPU is one bad GPU: when a call on one device fails (its handle,
+//     UUID, memory, PCI info, MIG profiles or MIG devices; GPU_IS_LOST is the
+//     usual answer of a GPU that fell off the bus), that GPU goes into
+//     Inventory.Unavailable with the NVML call and return code as its reason
+//     ("nvmlDeviceGetUUID: GPU_IS_LOST") and the other GPUs are read as usual.
+//     Inventory returns an error only when NVML as a whole fails (driver
+//     version, device count); that error names the call and wraps the
+//     nvml.Return so callers can test it with errors.Is.
 //   - Close shuts NVML down once; Inventory after Close is an error rather
 //     than a call into an unloaded library.
 package nvml
@@ -124,15 +130,15 @@ func (b *Backend) Inventory(ctx context.Context) (*gpu.Inventory, error) {
 
 	driverVersion, ret := b.lib.SystemGetDriverVersion()
 	if ret != gonvml.SUCCESS {
-		return nil, fmt.Errorf("SystemGetDriverVersion: %w", ret)
+		return nil, nvmlCall("nvmlSystemGetDriverVersion", ret)
 	}
 	cudaVersion, ret := b.lib.SystemGetCudaDriverVersion()
 	if ret != gonvml.SUCCESS {
-		return nil, fmt.Errorf("SystemGetCudaDriverVersion: %w", ret)
+		return nil, nvmlCall("nvmlSystemGetCudaDriverVersion", ret)
 	}
 	count, ret := b.lib.DeviceGetCount()
 	if ret != gonvml.SUCCESS {
-		return nil, fmt.Errorf("DeviceGetCount: %w", ret)
+		return nil, nvmlCall("nvmlDeviceGetCount", ret)
 	}
 
 	inv := &gpu.Inventory{
@@ -145,13 +151,14 @@ func (b *Backend) Inventory(ctx context.Context) (*gpu.Inventory, error) {
 		}
 		dev, ret := b.lib.DeviceGetHandleByIndex(index)
 		if ret != gonvml.SUCCESS {
-			return nil, callError(index, "DeviceGetHandleByIndex", ret)
+			inv.Unavailable = append(inv.Unavailable, unavailableGPU(index, nil, nvmlCall("nvmlDeviceGetHandleByIndex", ret)))
+			continue
 		}
 		g, ok, err := b.readGPU(ctx, index, dev)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
+		switch {
+		case err != nil:
+			inv.Unavailable = append(inv.Unavailable, unavailableGPU(index, dev, err))
+		case ok:
 			inv.GPUs = append(inv.GPUs, g)
 		}
 	}
@@ -162,10 +169,43 @@ func (b *Backend) Inventory(ctx context.Context) (*gpu.Inventory, error) {
 	return inv, nil
 }
 
-// callError wraps a failed NVML call so the message points at the hardware
-// and the API that refused, and errors.Is still sees the nvml.Return.
-func callError(index int, call string, ret gonvml.Return) error {
-	return fmt.Errorf("gpu %d: %s: %w", index, call, ret)
+// unavailableGPU describes a GPU that could not be read, with as much of its
+// identity as NVML still gives (dev is nil when not even its handle could
+// be had). A GPU that fell off the bus answers nothing, so these calls fail
+// too; one with unreadable MIG state still names itself. They run only on
+// this rare path, so repeating calls readGPU already made costs nothing.
+func unavailableGPU(index int, dev gonvml.Device, reason error) gpu.UnavailableGPU {
+	u := gpu.UnavailableGPU{Index: index, Minor: -1, Reason: reason.Error()}
+	if dev == nil {
+		return u
+	}
+	if minor, ret := dev.GetMinorNumber(); ret == gonvml.SUCCESS {
+		u.Minor = minor
+	}
+	if uuid, ret := dev.GetUUID(); ret == gonvml.SUCCESS {
+		u.UUID = uuid
+	}
+	if busID, err := pciBusID(dev); err == nil {
+		u.PCIBusID = busID
+	}
+	return u
+}
+
+// callError is a failed NVML call. Its text is the C function and the
+// return code's name ("nvmlDeviceGetUUID: GPU_IS_LOST"): stable across
+// drivers, unlike nvmlErrorString's wording, and what an operator looks up
+// in NVML's documentation. errors.Is still sees the nvml.Return.
+type callError struct {
+	call string
+	ret  gonvml.Return
+}
+
+func (e *callError) Error() string { return e.call + ": " + returnCodeName(e.ret) }
+func (e *callError) Unwrap() error { return e.ret }
+
+// nvmlCall returns the error for a call that answered ret.
+func nvmlCall(call string, ret gonvml.Return) error {
+	return &callError{call: call, ret: ret}
 }
 
 // optionalSymbols records which NVML entry points that older drivers lack are

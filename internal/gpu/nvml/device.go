@@ -18,11 +18,13 @@ var skippedProductNames = map[string]bool{
 }
 
 // readGPU reads one physical GPU. ok is false for devices that are not
-// compute GPUs and must not be published.
+// compute GPUs and must not be published. An error makes this GPU
+// unavailable, not the node: it names the NVML call and return code and no
+// GPU index, which the caller records next to it.
 func (b *Backend) readGPU(ctx context.Context, index int, dev gonvml.Device) (g gpu.GPU, ok bool, err error) {
 	name, ret := dev.GetName()
 	if ret != gonvml.SUCCESS {
-		return gpu.GPU{}, false, callError(index, "GetName", ret)
+		return gpu.GPU{}, false, nvmlCall("nvmlDeviceGetName", ret)
 	}
 	if skippedProductNames[name] {
 		return gpu.GPU{}, false, nil
@@ -30,42 +32,42 @@ func (b *Backend) readGPU(ctx context.Context, index int, dev gonvml.Device) (g 
 	g = gpu.GPU{Index: index, ProductName: name}
 
 	if g.Minor, ret = dev.GetMinorNumber(); ret != gonvml.SUCCESS {
-		return gpu.GPU{}, false, callError(index, "GetMinorNumber", ret)
+		return gpu.GPU{}, false, nvmlCall("nvmlDeviceGetMinorNumber", ret)
 	}
 	if g.UUID, ret = dev.GetUUID(); ret != gonvml.SUCCESS {
-		return gpu.GPU{}, false, callError(index, "GetUUID", ret)
+		return gpu.GPU{}, false, nvmlCall("nvmlDeviceGetUUID", ret)
 	}
 	brand, ret := dev.GetBrand()
 	if ret != gonvml.SUCCESS {
-		return gpu.GPU{}, false, callError(index, "GetBrand", ret)
+		return gpu.GPU{}, false, nvmlCall("nvmlDeviceGetBrand", ret)
 	}
 	g.Brand = brandName(brand)
 	arch, ret := dev.GetArchitecture()
 	if ret != gonvml.SUCCESS {
-		return gpu.GPU{}, false, callError(index, "GetArchitecture", ret)
+		return gpu.GPU{}, false, nvmlCall("nvmlDeviceGetArchitecture", ret)
 	}
 	g.Architecture = architectureName(arch)
 	major, minor, ret := dev.GetCudaComputeCapability()
 	if ret != gonvml.SUCCESS {
-		return gpu.GPU{}, false, callError(index, "GetCudaComputeCapability", ret)
+		return gpu.GPU{}, false, nvmlCall("nvmlDeviceGetCudaComputeCapability", ret)
 	}
 	g.CUDAComputeCapability = gpu.Version{Major: major, Minor: minor}
 
-	if g.MemoryBytes, err = b.totalMemory(index, dev); err != nil {
+	if g.MemoryBytes, err = b.totalMemory(dev); err != nil {
 		return gpu.GPU{}, false, err
 	}
-	if g.PCIBusID, err = pciBusID(index, dev); err != nil {
+	if g.PCIBusID, err = pciBusID(dev); err != nil {
 		return gpu.GPU{}, false, err
 	}
 	g.PCIeRoot, g.NUMANode = readTopology(ctx, b.sysfsRoot, g.PCIBusID)
 
-	if g.ComputeMode, err = computeMode(index, dev); err != nil {
+	if g.ComputeMode, err = computeMode(dev); err != nil {
 		return gpu.GPU{}, false, err
 	}
 	if g.AddressingMode, err = b.addressingMode(ctx, index, dev); err != nil {
 		return gpu.GPU{}, false, err
 	}
-	if g.MIGCapable, g.MIGEnabled, err = b.migMode(index, dev); err != nil {
+	if g.MIGCapable, g.MIGEnabled, err = b.migMode(dev); err != nil {
 		return gpu.GPU{}, false, err
 	}
 	if g.MIGCapable {
@@ -78,31 +80,31 @@ func (b *Backend) readGPU(ctx context.Context, index int, dev gonvml.Device) (g 
 
 // totalMemory prefers the v1 call, which every driver has, and falls back to
 // v2 where v1 is refused (as on some coherent-memory platforms).
-func (b *Backend) totalMemory(index int, dev gonvml.Device) (uint64, error) {
+func (b *Backend) totalMemory(dev gonvml.Device) (uint64, error) {
 	mem, ret := dev.GetMemoryInfo()
 	if ret == gonvml.SUCCESS {
 		return mem.Total, nil
 	}
 	if !b.symbols.memoryInfoV2 {
-		return 0, callError(index, "GetMemoryInfo", ret)
+		return 0, nvmlCall("nvmlDeviceGetMemoryInfo", ret)
 	}
 	mem2, ret2 := dev.GetMemoryInfo_v2()
 	if ret2 != gonvml.SUCCESS {
-		return 0, fmt.Errorf("gpu %d: GetMemoryInfo: %w; GetMemoryInfo_v2: %w", index, ret, ret2)
+		return 0, fmt.Errorf("%w; %w", nvmlCall("nvmlDeviceGetMemoryInfo", ret), nvmlCall("nvmlDeviceGetMemoryInfo_v2", ret2))
 	}
 	return mem2.Total, nil
 }
 
 // pciBusID returns the GPU's bus ID in the form sysfs and the DRA standard
 // attributes use.
-func pciBusID(index int, dev gonvml.Device) (string, error) {
+func pciBusID(dev gonvml.Device) (string, error) {
 	info, ret := dev.GetPciInfo()
 	if ret != gonvml.SUCCESS {
-		return "", callError(index, "GetPciInfo", ret)
+		return "", nvmlCall("nvmlDeviceGetPciInfo", ret)
 	}
 	id, err := normalizePCIBusID(cString(info.BusId[:]))
 	if err != nil {
-		return "", fmt.Errorf("gpu %d: GetPciInfo: %w", index, err)
+		return "", fmt.Errorf("nvmlDeviceGetPciInfo: %w", err)
 	}
 	return id, nil
 }
@@ -120,7 +122,7 @@ func cString(chars []int8) string {
 }
 
 // computeMode returns "" where the GPU does not report a compute mode.
-func computeMode(index int, dev gonvml.Device) (gpu.ComputeMode, error) {
+func computeMode(dev gonvml.Device) (gpu.ComputeMode, error) {
 	mode, ret := dev.GetComputeMode()
 	switch ret {
 	case gonvml.SUCCESS:
@@ -128,7 +130,7 @@ func computeMode(index int, dev gonvml.Device) (gpu.ComputeMode, error) {
 	case gonvml.ERROR_NOT_SUPPORTED:
 		return "", nil
 	default:
-		return "", callError(index, "GetComputeMode", ret)
+		return "", nvmlCall("nvmlDeviceGetComputeMode", ret)
 	}
 }
 
@@ -144,7 +146,7 @@ func (b *Backend) addressingMode(ctx context.Context, index int, dev gonvml.Devi
 	case gonvml.ERROR_NOT_SUPPORTED:
 		return "", nil
 	default:
-		return "", callError(index, "GetAddressingMode", ret)
+		return "", nvmlCall("nvmlDeviceGetAddressingMode", ret)
 	}
 	name, known := addressingModeName(gonvml.DeviceAddressingModeType(mode.Value))
 	if !known {
@@ -155,7 +157,7 @@ func (b *Backend) addressingMode(ctx context.Context, index int, dev gonvml.Devi
 
 // migMode treats ERROR_NOT_SUPPORTED as "not MIG capable", which is how NVML
 // answers on GPUs without MIG.
-func (b *Backend) migMode(index int, dev gonvml.Device) (capable, enabled bool, err error) {
+func (b *Backend) migMode(dev gonvml.Device) (capable, enabled bool, err error) {
 	if !b.symbols.migMode {
 		return false, false, nil
 	}
@@ -166,6 +168,6 @@ func (b *Backend) migMode(index int, dev gonvml.Device) (capable, enabled bool, 
 	case gonvml.ERROR_NOT_SUPPORTED:
 		return false, false, nil
 	default:
-		return false, false, callError(index, "GetMigMode", ret)
+		return false, false, nvmlCall("nvmlDeviceGetMigMode", ret)
 	}
 }

@@ -47,7 +47,7 @@ func (b *Backend) readMIG(ctx context.Context, index int, dev gonvml.Device, g *
 	if !g.MIGEnabled {
 		return nil
 	}
-	g.MIGDevices, err = migDevices(index, dev, queries)
+	g.MIGDevices, err = migDevices(dev, queries)
 	return err
 }
 
@@ -64,7 +64,7 @@ func (b *Backend) migProfiles(ctx context.Context, index int, dev gonvml.Device,
 		case gonvml.ERROR_NOT_SUPPORTED, gonvml.ERROR_INVALID_ARGUMENT:
 			continue
 		default:
-			return nil, callError(index, fmt.Sprintf("GetGpuInstanceProfileInfo(%d)", profileIndex), ret)
+			return nil, nvmlCall(fmt.Sprintf("nvmlDeviceGetGpuInstanceProfileInfo(%d)", profileIndex), ret)
 		}
 
 		ciIndex, ok := fullComputeInstanceProfile[info.SliceCount]
@@ -85,7 +85,7 @@ func (b *Backend) migProfiles(ctx context.Context, index int, dev gonvml.Device,
 			logger.V(2).Info("Skipping MIG profile without placements", "gpu", index, "profile", name.String())
 			continue
 		default:
-			return nil, callError(index, fmt.Sprintf("GetGpuInstancePossiblePlacements(%s)", name), ret)
+			return nil, nvmlCall(fmt.Sprintf("nvmlDeviceGetGpuInstancePossiblePlacements(%s)", name), ret)
 		}
 		placements := make([]gpu.Placement, 0, len(nvmlPlacements))
 		for _, p := range nvmlPlacements {
@@ -124,8 +124,8 @@ type migInstanceKey struct {
 // compute instance spanning the whole instance, ordered by placement start,
 // then profile ID. Instances split into smaller compute instances are not
 // gpudra's and are not reported.
-func migDevices(index int, dev gonvml.Device, queries []migProfileQuery) ([]gpu.MIGDevice, error) {
-	uuids, err := migDeviceUUIDs(index, dev)
+func migDevices(dev gonvml.Device, queries []migProfileQuery) ([]gpu.MIGDevice, error) {
+	uuids, err := migDeviceUUIDs(dev)
 	if err != nil {
 		return nil, err
 	}
@@ -134,33 +134,33 @@ func migDevices(index int, dev gonvml.Device, queries []migProfileQuery) ([]gpu.
 	for _, q := range queries {
 		instances, ret := dev.GetGpuInstances(&q.giInfo)
 		if ret != gonvml.SUCCESS {
-			return nil, callError(index, fmt.Sprintf("GetGpuInstances(%s)", q.profile.Name), ret)
+			return nil, nvmlCall(fmt.Sprintf("nvmlDeviceGetGpuInstances(%s)", q.profile.Name), ret)
 		}
 		for _, gi := range instances {
 			giInfo, ret := gi.GetInfo()
 			if ret != gonvml.SUCCESS {
-				return nil, callError(index, fmt.Sprintf("GetInfo of a %s GPU instance", q.profile.Name), ret)
+				return nil, nvmlCall(fmt.Sprintf("nvmlGpuInstanceGetInfo of a %s GPU instance", q.profile.Name), ret)
 			}
 			ciProfile, ret := gi.GetComputeInstanceProfileInfo(q.ciIndex, gonvml.COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED)
 			if ret == gonvml.ERROR_NOT_SUPPORTED {
 				continue
 			}
 			if ret != gonvml.SUCCESS {
-				return nil, callError(index, fmt.Sprintf("GetComputeInstanceProfileInfo of GPU instance %d", giInfo.Id), ret)
+				return nil, nvmlCall(fmt.Sprintf("nvmlGpuInstanceGetComputeInstanceProfileInfo of GPU instance %d", giInfo.Id), ret)
 			}
 			computeInstances, ret := gi.GetComputeInstances(&ciProfile)
 			if ret != gonvml.SUCCESS {
-				return nil, callError(index, fmt.Sprintf("GetComputeInstances of GPU instance %d", giInfo.Id), ret)
+				return nil, nvmlCall(fmt.Sprintf("nvmlGpuInstanceGetComputeInstances of GPU instance %d", giInfo.Id), ret)
 			}
 			for _, ci := range computeInstances {
 				ciInfo, ret := ci.GetInfo()
 				if ret != gonvml.SUCCESS {
-					return nil, callError(index, fmt.Sprintf("GetInfo of a compute instance of GPU instance %d", giInfo.Id), ret)
+					return nil, nvmlCall(fmt.Sprintf("nvmlComputeInstanceGetInfo of a compute instance of GPU instance %d", giInfo.Id), ret)
 				}
 				key := migInstanceKey{giID: int(giInfo.Id), ciID: int(ciInfo.Id)}
 				uuid, ok := uuids[key]
 				if !ok {
-					return nil, fmt.Errorf("gpu %d: GPU instance %d compute instance %d has no MIG device handle", index, key.giID, key.ciID)
+					return nil, fmt.Errorf("GPU instance %d compute instance %d has no MIG device handle", key.giID, key.ciID)
 				}
 				devices = append(devices, gpu.MIGDevice{
 					UUID:      uuid,
@@ -185,10 +185,10 @@ func migDevices(index int, dev gonvml.Device, queries []migProfileQuery) ([]gpu.
 
 // migDeviceUUIDs walks the GPU's MIG device handles. NVML numbers them in
 // slots up to GetMaxMigDeviceCount, and empty slots answer NOT_FOUND.
-func migDeviceUUIDs(index int, dev gonvml.Device) (map[migInstanceKey]string, error) {
+func migDeviceUUIDs(dev gonvml.Device) (map[migInstanceKey]string, error) {
 	slots, ret := dev.GetMaxMigDeviceCount()
 	if ret != gonvml.SUCCESS {
-		return nil, callError(index, "GetMaxMigDeviceCount", ret)
+		return nil, nvmlCall("nvmlDeviceGetMaxMigDeviceCount", ret)
 	}
 	uuids := make(map[migInstanceKey]string)
 	for slot := range slots {
@@ -198,19 +198,19 @@ func migDeviceUUIDs(index int, dev gonvml.Device) (map[migInstanceKey]string, er
 		case gonvml.ERROR_NOT_FOUND, gonvml.ERROR_INVALID_ARGUMENT:
 			continue
 		default:
-			return nil, callError(index, fmt.Sprintf("GetMigDeviceHandleByIndex(%d)", slot), ret)
+			return nil, nvmlCall(fmt.Sprintf("nvmlDeviceGetMigDeviceHandleByIndex(%d)", slot), ret)
 		}
 		giID, ret := mig.GetGpuInstanceId()
 		if ret != gonvml.SUCCESS {
-			return nil, callError(index, fmt.Sprintf("GetGpuInstanceId of MIG device %d", slot), ret)
+			return nil, nvmlCall(fmt.Sprintf("nvmlDeviceGetGpuInstanceId of MIG device %d", slot), ret)
 		}
 		ciID, ret := mig.GetComputeInstanceId()
 		if ret != gonvml.SUCCESS {
-			return nil, callError(index, fmt.Sprintf("GetComputeInstanceId of MIG device %d", slot), ret)
+			return nil, nvmlCall(fmt.Sprintf("nvmlDeviceGetComputeInstanceId of MIG device %d", slot), ret)
 		}
 		uuid, ret := mig.GetUUID()
 		if ret != gonvml.SUCCESS {
-			return nil, callError(index, fmt.Sprintf("GetUUID of MIG device %d", slot), ret)
+			return nil, nvmlCall(fmt.Sprintf("nvmlDeviceGetUUID of MIG device %d", slot), ret)
 		}
 		uuids[migInstanceKey{giID: giID, ciID: ciID}] = uuid
 	}

@@ -165,3 +165,36 @@ func failOnEveryCall(t *testing.T, moqMock any) {
 		}))
 	}
 }
+
+// loseDevice makes every call on dev answer ERROR_GPU_IS_LOST, as NVML does
+// for a GPU that fell off the bus (it still enumerates), and returns the
+// function that brings it back.
+func loseDevice(dev *server.Device) (recover func()) {
+	v := reflect.ValueOf(&dev.Device).Elem()
+	returnType := reflect.TypeFor[gonvml.Return]()
+	saved := make(map[int]reflect.Value)
+	for i := range v.NumField() {
+		field := v.Field(i)
+		if field.Kind() != reflect.Func || !field.CanSet() {
+			continue
+		}
+		fnType := field.Type()
+		if fnType.NumOut() == 0 || fnType.Out(fnType.NumOut()-1) != returnType {
+			continue
+		}
+		saved[i] = reflect.ValueOf(field.Interface())
+		field.Set(reflect.MakeFunc(fnType, func([]reflect.Value) []reflect.Value {
+			results := make([]reflect.Value, fnType.NumOut())
+			for j := range results {
+				results[j] = reflect.Zero(fnType.Out(j))
+			}
+			results[len(results)-1] = reflect.ValueOf(gonvml.ERROR_GPU_IS_LOST)
+			return results
+		}))
+	}
+	return func() {
+		for i, fn := range saved {
+			v.Field(i).Set(fn)
+		}
+	}
+}

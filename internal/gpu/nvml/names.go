@@ -1,6 +1,8 @@
 package nvml
 
 import (
+	"fmt"
+
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/gpudra/gpudra/internal/gpu"
@@ -89,4 +91,50 @@ func addressingModeName(m gonvml.DeviceAddressingModeType) (name string, known b
 	default:
 		return "", false
 	}
+}
+
+// returnCodeNames name NVML's return codes as nvml.h does, without the
+// NVML_ERROR_ prefix. nvmlErrorString gives prose that varies by driver.
+var returnCodeNames = map[gonvml.Return]string{
+	gonvml.SUCCESS:                         "SUCCESS",
+	gonvml.ERROR_UNINITIALIZED:             "UNINITIALIZED",
+	gonvml.ERROR_INVALID_ARGUMENT:          "INVALID_ARGUMENT",
+	gonvml.ERROR_NOT_SUPPORTED:             "NOT_SUPPORTED",
+	gonvml.ERROR_NO_PERMISSION:             "NO_PERMISSION",
+	gonvml.ERROR_ALREADY_INITIALIZED:       "ALREADY_INITIALIZED",
+	gonvml.ERROR_NOT_FOUND:                 "NOT_FOUND",
+	gonvml.ERROR_INSUFFICIENT_SIZE:         "INSUFFICIENT_SIZE",
+	gonvml.ERROR_INSUFFICIENT_POWER:        "INSUFFICIENT_POWER",
+	gonvml.ERROR_DRIVER_NOT_LOADED:         "DRIVER_NOT_LOADED",
+	gonvml.ERROR_TIMEOUT:                   "TIMEOUT",
+	gonvml.ERROR_IRQ_ISSUE:                 "IRQ_ISSUE",
+	gonvml.ERROR_LIBRARY_NOT_FOUND:         "LIBRARY_NOT_FOUND",
+	gonvml.ERROR_FUNCTION_NOT_FOUND:        "FUNCTION_NOT_FOUND",
+	gonvml.ERROR_CORRUPTED_INFOROM:         "CORRUPTED_INFOROM",
+	gonvml.ERROR_GPU_IS_LOST:               "GPU_IS_LOST",
+	gonvml.ERROR_RESET_REQUIRED:            "RESET_REQUIRED",
+	gonvml.ERROR_OPERATING_SYSTEM:          "OPERATING_SYSTEM",
+	gonvml.ERROR_LIB_RM_VERSION_MISMATCH:   "LIB_RM_VERSION_MISMATCH",
+	gonvml.ERROR_IN_USE:                    "IN_USE",
+	gonvml.ERROR_MEMORY:                    "MEMORY",
+	gonvml.ERROR_NO_DATA:                   "NO_DATA",
+	gonvml.ERROR_VGPU_ECC_NOT_SUPPORTED:    "VGPU_ECC_NOT_SUPPORTED",
+	gonvml.ERROR_INSUFFICIENT_RESOURCES:    "INSUFFICIENT_RESOURCES",
+	gonvml.ERROR_FREQ_NOT_SUPPORTED:        "FREQ_NOT_SUPPORTED",
+	gonvml.ERROR_ARGUMENT_VERSION_MISMATCH: "ARGUMENT_VERSION_MISMATCH",
+	gonvml.ERROR_DEPRECATED:                "DEPRECATED",
+	gonvml.ERROR_NOT_READY:                 "NOT_READY",
+	gonvml.ERROR_GPU_NOT_FOUND:             "GPU_NOT_FOUND",
+	gonvml.ERROR_INVALID_STATE:             "INVALID_STATE",
+	gonvml.ERROR_RESET_TYPE_NOT_SUPPORTED:  "RESET_TYPE_NOT_SUPPORTED",
+	gonvml.ERROR_UNKNOWN:                   "UNKNOWN",
+}
+
+// returnCodeName names a return code; one newer than this build keeps its
+// number.
+func returnCodeName(ret gonvml.Return) string {
+	if name, ok := returnCodeNames[ret]; ok {
+		return name
+	}
+	return fmt.Sprintf("return code %d", int32(ret))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -20,6 +21,10 @@ type Options struct {
 	Profile string
 	// ConfigFile is the path of an inventory file (see Config).
 	ConfigFile string
+	// StateDir, when set, is the node's control surface: every Inventory
+	// applies the faults recorded there by InjectFault (re-reading the file
+	// only when it changed). Empty: no faults can be injected.
+	StateDir string
 }
 
 // Backend is the simulated node. Its GPU set is fixed at construction; MIG
@@ -35,6 +40,8 @@ type Backend struct {
 	mu     sync.Mutex
 	closed bool
 	gpus   []*simGPU // PCI bus ID order
+	// faults reads the state directory's faults file; nil without one.
+	faults *faultsReader
 }
 
 // simGPU is one GPU's mutable state.
@@ -48,6 +55,17 @@ var _ gpu.Backend = (*Backend)(nil)
 
 // New builds the node from a profile or an inventory file.
 func New(opts Options) (*Backend, error) {
+	b, err := newNode(opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.StateDir != "" {
+		b.faults = &faultsReader{path: filepath.Join(opts.StateDir, faultsFileName)}
+	}
+	return b, nil
+}
+
+func newNode(opts Options) (*Backend, error) {
 	switch {
 	case opts.Profile != "" && opts.ConfigFile != "":
 		return nil, errors.New("sim: set a profile or a config file, not both")
@@ -88,7 +106,9 @@ func (b *Backend) Close() error {
 }
 
 // Inventory implements gpu.Backend. The result shares no memory with the
-// backend.
+// backend. A GPU the state directory declares lost is reported in
+// Unavailable instead of GPUs; a faults file that cannot be parsed fails the
+// whole call (see lostGPUs).
 func (b *Backend) Inventory(ctx context.Context) (*gpu.Inventory, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -98,15 +118,44 @@ func (b *Backend) Inventory(ctx context.Context) (*gpu.Inventory, error) {
 	if b.closed {
 		return nil, errBackendClosed
 	}
+	lost, err := b.lostGPUs()
+	if err != nil {
+		return nil, err
+	}
 	inv := &gpu.Inventory{
 		DriverVersion:     b.driverVersion,
 		CUDADriverVersion: b.cudaDriverVersion,
-		GPUs:              make([]gpu.GPU, len(b.gpus)),
 	}
-	for i, g := range b.gpus {
-		inv.GPUs[i] = copyGPU(g.state)
+	for _, g := range b.gpus {
+		if fault, ok := lost[g.state.UUID]; ok {
+			inv.Unavailable = append(inv.Unavailable, gpu.UnavailableGPU{
+				Index:    g.state.Index,
+				Minor:    g.state.Minor,
+				UUID:     g.state.UUID,
+				PCIBusID: g.state.PCIBusID,
+				Reason:   fault.reason(),
+			})
+			continue
+		}
+		inv.GPUs = append(inv.GPUs, copyGPU(g.state))
 	}
 	return inv, nil
+}
+
+// lostGPUs returns the GPUs the state directory declares lost, by UUID; b.mu
+// must be held. Faults naming GPUs this node does not have (left from an
+// earlier node name or profile) match nothing.
+//
+// A faults file that cannot be parsed is an error, not "no faults": it is
+// the simulated hardware's state, and guessing would publish a GPU an
+// operator declared lost (or hide healthy ones), which is what the error
+// prevents; NVML failing as a whole is an error for the same reason. The
+// error names the file and the field, and ClearFaults(dir, "") resets it.
+func (b *Backend) lostGPUs() (map[string]Fault, error) {
+	if b.faults == nil {
+		return nil, nil
+	}
+	return b.faults.lostGPUs()
 }
 
 // SetComputeMode sets a GPU's compute mode (MPS needs Exclusive_Process).
@@ -136,6 +185,9 @@ func (b *Backend) gpuByUUID(uuid string) (*simGPU, error) {
 	}
 	for _, g := range b.gpus {
 		if g.state.UUID == uuid {
+			if err := b.refuseLost(g); err != nil {
+				return nil, err
+			}
 			return g, nil
 		}
 	}
@@ -143,6 +195,19 @@ func (b *Backend) gpuByUUID(uuid string) (*simGPU, error) {
 		return nil, fmt.Errorf("%s is a MIG device of %s, not a GPU", uuid, parent.state.UUID)
 	}
 	return nil, fmt.Errorf("no GPU %s on this node", uuid)
+}
+
+// refuseLost fails for a GPU the state directory declares lost, as NVML
+// answers GPU_IS_LOST to every call on it; b.mu must be held.
+func (b *Backend) refuseLost(g *simGPU) error {
+	lost, err := b.lostGPUs()
+	if err != nil {
+		return err
+	}
+	if fault, ok := lost[g.state.UUID]; ok {
+		return fmt.Errorf("GPU %s is lost: %s", g.state.UUID, fault.reason())
+	}
+	return nil
 }
 
 // migByUUID finds a MIG device and its parent; b.mu must be held.

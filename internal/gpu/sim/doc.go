@@ -18,6 +18,13 @@
 //   - A node is described by a named profile (Profiles) or an inventory
 //     file (LoadConfig); bad files are rejected with the file, the GPU
 //     entry and the field named.
+//   - Faults are injected from outside the process, as hardware breaks:
+//     InjectFault and ClearFaults (used by `gpudra sim`) record them in a
+//     state directory under a lock, and a Backend opened with that
+//     Options.StateDir applies them on every Inventory. A lost GPU leaves
+//     Inventory.GPUs for Inventory.Unavailable and refuses operations; once
+//     cleared it returns unchanged. A faults file that cannot be parsed
+//     fails Inventory with the file and the field named.
 //
 // All methods are safe for concurrent use.
 package sim

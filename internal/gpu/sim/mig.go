@@ -65,6 +65,9 @@ func (b *Backend) DestroyMIGDevice(uuid string) error {
 	if g == nil {
 		return fmt.Errorf("destroy MIG device %s: no such MIG device on this node", uuid)
 	}
+	if err := b.refuseLost(g); err != nil {
+		return fmt.Errorf("destroy MIG device %s: %w", uuid, err)
+	}
 	g.state.MIGDevices = slices.Delete(g.state.MIGDevices, i, i+1)
 	return nil
 }
