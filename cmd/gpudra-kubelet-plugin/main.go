@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
@@ -28,28 +29,32 @@ import (
 	"github.com/gpudra/gpudra/internal/cdi"
 	"github.com/gpudra/gpudra/internal/cdi/nvcdi"
 	"github.com/gpudra/gpudra/internal/checkpoint"
+	"github.com/gpudra/gpudra/internal/gpu"
 	"github.com/gpudra/gpudra/internal/kubeclient"
+	"github.com/gpudra/gpudra/internal/nodelease"
 	"github.com/gpudra/gpudra/internal/plugin"
 )
 
 type flags struct {
-	driverName      string
-	nodeName        string
-	kubeconfig      string
-	pluginDir       string
-	registrarDir    string
-	cdiDir          string
-	checkpointPath  string
-	bootIDPath      string
-	podUID          string
-	cleanupInterval time.Duration
-	hostDriverRoot  string
-	healthzAddr     string
-	pprofAddr       string
-	apiQPS          float32
-	apiBurst        int
-	cdiHookPath     string
-	backend         backend.Options
+	driverName        string
+	nodeName          string
+	kubeconfig        string
+	pluginDir         string
+	registrarDir      string
+	cdiDir            string
+	checkpointPath    string
+	bootIDPath        string
+	podUID            string
+	cleanupInterval   time.Duration
+	inventoryInterval time.Duration
+	shutdownTimeout   time.Duration
+	hostDriverRoot    string
+	healthzAddr       string
+	pprofAddr         string
+	apiQPS            float32
+	apiBurst          int
+	cdiHookPath       string
+	backend           backend.Options
 }
 
 func main() {
@@ -65,6 +70,8 @@ func main() {
 	fs.StringVar(&f.bootIDPath, "boot-id-file", "/proc/sys/kernel/random/boot_id", "file holding the node's boot ID")
 	fs.StringVar(&f.podUID, "pod-uid", os.Getenv("POD_UID"), "this pod's UID; enables side-by-side rolling updates of the DaemonSet")
 	fs.DurationVar(&f.cleanupInterval, "cleanup-interval", time.Minute, "how often to unprepare claims whose ResourceClaim is gone and remove orphaned CDI specs")
+	fs.DurationVar(&f.inventoryInterval, "inventory-interval", 30*time.Second, "how often to read the GPU inventory again (a GPU that came back, a changed MIG layout) and republish if it changed; SIGHUP reads it at once")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 25*time.Second, "on SIGTERM, how long to wait for prepare and unprepare calls in flight (keep below the pod's termination grace period)")
 	fs.StringVar(&f.hostDriverRoot, "host-driver-root", "", "where the container runtime finds the driver root (NVML mode; default --driver-root)")
 	fs.StringVar(&f.cdiHookPath, "nvidia-cdi-hook-path", "/usr/bin/nvidia-cdi-hook", "host path of nvidia-cdi-hook (NVML mode)")
 	fs.StringVar(&f.healthzAddr, "healthz-addr", "", "serve /healthz and /readyz on this address (e.g. :51515); off when empty")
@@ -77,17 +84,19 @@ func main() {
 	fs.AddGoFlagSet(klogFlags)
 	_ = fs.Parse(os.Args[1:])
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer cancel()
+	sigCtx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancelCause(sigCtx)
+	defer cancel(nil)
 	logger := klog.Background().WithName("gpudra")
 	ctx = klog.NewContext(ctx, logger)
-	if err := run(ctx, f); err != nil {
+	if err := run(ctx, cancel, f); err != nil {
 		logger.Error(err, "Plugin failed")
 		klog.FlushAndExit(klog.ExitFlushTimeout, 1)
 	}
 }
 
-func run(ctx context.Context, f flags) error {
+func run(ctx context.Context, cancel context.CancelCauseFunc, f flags) error {
 	logger := klog.FromContext(ctx)
 	if f.nodeName == "" {
 		return fmt.Errorf("--node-name (or $NODE_NAME) is required")
@@ -127,44 +136,47 @@ func run(ctx context.Context, f flags) error {
 		return fmt.Errorf("CDI: %w", err)
 	}
 
-	if removed, err := specs.RemoveStaleTempFiles(); err != nil {
-		return fmt.Errorf("CDI: %w", err)
-	} else if len(removed) > 0 {
-		logger.Info("Removed CDI temp files of writes a crash interrupted", "files", removed)
-	}
-
-	bootID, err := checkpoint.ReadBootID(f.bootIDPath)
-	if err != nil {
-		return err
-	}
-	store, report, err := checkpoint.Open(ctx, f.checkpointPath, bootID)
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	nodeRef := &corev1.ObjectReference{Kind: "Node", Name: f.nodeName}
-	if report.CorruptReason != nil {
-		// Loud on purpose: claims prepared before this point are no longer
-		// tracked until the kubelet prepares them again.
-		logger.Error(report.CorruptReason, "Checkpoint was corrupt; moved aside and starting empty", "movedTo", report.CorruptMovedTo)
-		recorder.Eventf(nodeRef, corev1.EventTypeWarning, "CheckpointCorrupt",
-			"gpudra checkpoint %s was corrupt (%v); moved to %s, starting empty", f.checkpointPath, report.CorruptReason, report.CorruptMovedTo)
-	}
-	if len(report.PreviousBootClaims) > 0 {
-		logger.Info("Claims from a previous boot will be prepared again when the kubelet asks", "claims", report.PreviousBootClaims)
-	}
-
-	driver, err := plugin.New(ctx, plugin.Config{
-		DriverName: f.driverName, NodeName: f.nodeName, Backend: gpus, Store: store, CDI: specs,
-		Client: client, CleanupInterval: f.cleanupInterval,
+	// One writer of node state at a time: during a rolling update the old
+	// pod hands the lease over once its calls in flight are done (see
+	// internal/nodelease). Everything below that reads or changes the
+	// checkpoint or the CDI directory runs inside it.
+	lease, err := nodelease.New(nodelease.Options{
+		Dir: f.pluginDir, ID: leaseID(f.podUID), Logger: logger.WithName("nodelease"),
 	})
 	if err != nil {
 		return err
 	}
+	logger.Info("Waiting for the node lease", "dir", f.pluginDir)
+	exitLease, err := lease.Enter(ctx)
+	if err != nil {
+		return fmt.Errorf("node lease: %w", err)
+	}
+	driver, err := openDriver(ctx, f, gpus, specs, client, recorder, lease, cancel)
+	exitLease()
+	if err != nil {
+		return err
+	}
+	go lease.Run(ctx)
+
+	sighup := make(chan os.Signal, 1)
+	signal.Notify(sighup, syscall.SIGHUP)
+	defer signal.Stop(sighup)
+	refresh := make(chan struct{}, 1)
+	go func() {
+		for range sighup {
+			select {
+			case refresh <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	go driver.RunInventoryRefresh(ctx, refresh)
+
 	kubeletOpts := plugin.KubeletOptions{
 		PluginDataDir: f.pluginDir, RegistrarDir: f.registrarDir, RollingUpdateUID: types.UID(f.podUID),
 	}
 	if f.healthzAddr != "" {
-		srv := &http.Server{Addr: f.healthzAddr, Handler: driver.HealthHandler(kubeletOpts.SocketPath()), ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Addr: f.healthzAddr, Handler: driver.HealthHandler(kubeletOpts), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error(err, "Health endpoint failed")
@@ -186,9 +198,79 @@ func run(ctx context.Context, f flags) error {
 		return err
 	}
 	<-ctx.Done()
-	logger.Info("Shutting down")
+	logger.Info("Shutting down: finishing calls in flight", "cause", context.Cause(ctx))
+	// Stop admitting work and let what is inside finish (bounded by the
+	// pod's termination grace period), then stop serving the kubelet; the
+	// kubelet retries refused calls, on the new pod during a rolling update.
+	drainCtx, cancelDrain := context.WithTimeout(context.WithoutCancel(ctx), f.shutdownTimeout)
+	defer cancelDrain()
+	if err := lease.Close(drainCtx); err != nil {
+		logger.Error(err, "Calls still in flight at shutdown")
+	}
 	helper.Stop()
+	if cause := context.Cause(ctx); errors.Is(cause, errFatal) {
+		return cause
+	}
 	return nil
+}
+
+// errFatal marks a shutdown caused by a helper failure, not by a signal.
+var errFatal = errors.New("fatal kubelet plugin error")
+
+// openDriver opens the checkpoint and builds the driver; the caller holds
+// the node lease.
+func openDriver(ctx context.Context, f flags, gpus gpu.Backend, specs *cdi.Writer, client kubernetes.Interface,
+	recorder record.EventRecorder, lease *nodelease.Lease, cancel context.CancelCauseFunc) (*plugin.Driver, error) {
+	logger := klog.FromContext(ctx)
+	if removed, err := specs.RemoveStaleTempFiles(); err != nil {
+		return nil, fmt.Errorf("CDI: %w", err)
+	} else if len(removed) > 0 {
+		logger.Info("Removed CDI temp files of writes a crash interrupted", "files", removed)
+	}
+	bootID, err := checkpoint.ReadBootID(f.bootIDPath)
+	if err != nil {
+		return nil, err
+	}
+	store, report, err := checkpoint.Open(ctx, f.checkpointPath, bootID)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if len(report.PreviousBootClaims) > 0 {
+		logger.Info("Claims from a previous boot will be prepared again when the kubelet asks", "claims", report.PreviousBootClaims)
+	}
+	nodeRef := &corev1.ObjectReference{Kind: "Node", Name: f.nodeName}
+	driver, err := plugin.New(ctx, plugin.Config{
+		DriverName: f.driverName, NodeName: f.nodeName, Backend: gpus, Store: store, CDI: specs,
+		Client: client, CleanupInterval: f.cleanupInterval, InventoryInterval: f.inventoryInterval,
+		Lease: lease, Checkpoint: report,
+		Events: nodeEvents{recorder: recorder, node: nodeRef},
+		OnFatal: func(err error) {
+			cancel(fmt.Errorf("%w: %w", errFatal, err))
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	lease.SetOnAcquire(driver.Resync)
+	return driver, nil
+}
+
+// leaseID names this process in the node lease's files.
+func leaseID(podUID string) string {
+	if podUID == "" {
+		return fmt.Sprintf("pid%d", os.Getpid())
+	}
+	return fmt.Sprintf("%s-pid%d", podUID, os.Getpid())
+}
+
+// nodeEvents records the driver's node events on the Node object.
+type nodeEvents struct {
+	recorder record.EventRecorder
+	node     *corev1.ObjectReference
+}
+
+func (e nodeEvents) NodeEvent(eventType, reason, message string) {
+	e.recorder.Event(e.node, eventType, reason, message)
 }
 
 // nodeEventRecorder reports node-level problems as events on the Node.

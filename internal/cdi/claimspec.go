@@ -21,6 +21,8 @@ const (
 	AnnotationRequest = annotationDomain + "request"
 	AnnotationPool    = annotationDomain + "pool"
 	AnnotationDevice  = annotationDomain + "device"
+	// AnnotationAdminAccess is "true" on a device with admin access.
+	AnnotationAdminAccess = annotationDomain + "admin-access"
 )
 
 // ClaimRef identifies the ResourceClaim a spec is written for.
@@ -51,6 +53,8 @@ type SpecDevice struct {
 	Name    string
 	Request string
 	Pool    string
+	// AdminAccess: the device was allocated with admin access.
+	AdminAccess bool
 	// CDIDeviceID is the qualified CDI device ID handed to the kubelet.
 	CDIDeviceID string
 }
@@ -73,6 +77,9 @@ func deviceAnnotations(dev Device) map[string]string {
 	}
 	if dev.Pool != "" {
 		a[AnnotationPool] = dev.Pool
+	}
+	if dev.AdminAccess {
+		a[AnnotationAdminAccess] = "true"
 	}
 	return a
 }
@@ -114,6 +121,7 @@ func (w *Writer) ReadClaimSpec(claimUID string) (ClaimSpec, error) {
 			Name:        d.Annotations[AnnotationDevice],
 			Request:     d.Annotations[AnnotationRequest],
 			Pool:        d.Annotations[AnnotationPool],
+			AdminAccess: d.Annotations[AnnotationAdminAccess] == "true",
 			CDIDeviceID: parser.QualifiedName(w.vendor, w.class, d.Name),
 		}
 		if dev.Name == "" {

@@ -16,6 +16,9 @@ type Device struct {
 	// that a lost checkpoint can be rebuilt from it.
 	Request string
 	Pool    string
+	// AdminAccess marks a device shared for monitoring; the spec records it
+	// so that a rebuilt record does not make it exclusive.
+	AdminAccess bool
 	// GPU is the physical GPU (the parent, for a MIG device).
 	GPU gpu.GPU
 	// MIG is set when the device is a MIG device of GPU.

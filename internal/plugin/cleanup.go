@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -11,10 +12,14 @@ import (
 // CleanupInterval until ctx ends:
 //
 //   - claims whose ResourceClaim was deleted or replaced (same name, new
-//     UID) while they were prepared — upstream kept those forever and then
-//     refused their devices to new claims;
-//   - CDI spec files that belong to no checkpointed claim (a crash between
-//     writing the spec and the checkpoint, or state from an older install).
+//     UID), deallocated, or allocated other devices while they were
+//     prepared — upstream kept those forever and then refused their devices
+//     to new claims;
+//   - CDI specs no record accounts for: adopted when their claim still has
+//     that allocation, deleted otherwise (see accountForSpec).
+//
+// So nothing holds a device longer than one interval after its claim
+// stopped needing it.
 func (d *Driver) RunCleanup(ctx context.Context) {
 	ticker := time.NewTicker(d.cfg.CleanupInterval)
 	defer ticker.Stop()
@@ -28,18 +33,39 @@ func (d *Driver) RunCleanup(ctx context.Context) {
 	}
 }
 
-// CleanupOnce runs one cleanup pass and returns how many claims and spec
-// files it removed.
-func (d *Driver) CleanupOnce(ctx context.Context) (staleClaims, orphanSpecs int) {
+// CleanupReport counts what one cleanup pass did.
+type CleanupReport struct {
+	// StaleClaims were unprepared because their claim no longer needs them.
+	StaleClaims int
+	// OrphanSpecs were deleted; AdoptedSpecs recorded (see accountForSpec).
+	OrphanSpecs, AdoptedSpecs int
+	// Skipped is true when another plugin instance holds the node lease;
+	// that instance cleans up.
+	Skipped bool
+}
+
+// CleanupOnce runs one cleanup pass.
+func (d *Driver) CleanupOnce(ctx context.Context) CleanupReport {
+	var report CleanupReport
 	logger := klog.FromContext(ctx).WithName("cleanup")
+	ctx = klog.NewContext(ctx, logger)
+	if d.cfg.Lease != nil {
+		exit, ok := d.cfg.Lease.TryEnter()
+		if !ok {
+			report.Skipped = true
+			return report
+		}
+		defer exit()
+	}
+
 	for _, rec := range d.cfg.Store.List() {
 		ref := claimRef{UID: rec.UID, Namespace: rec.Namespace, Name: rec.Name}
-		gone, err := d.claimGone(ctx, ref)
+		needed, claim, err := d.stillNeeded(ctx, ref, recordAllocation(rec))
 		if err != nil {
 			logger.V(2).Info("Cannot check claim, will retry", "claim", ref.String(), "err", err)
 			continue
 		}
-		if !gone {
+		if needed {
 			continue
 		}
 		// A claim being prepared or unprepared right now is left to that
@@ -48,39 +74,42 @@ func (d *Driver) CleanupOnce(ctx context.Context) (staleClaims, orphanSpecs int)
 		if !ok {
 			continue
 		}
+		// Look again under the lock: a prepare may just have re-recorded
+		// the claim for its new allocation.
+		if cur, still := d.cfg.Store.Get(ref.UID); !still || !equalRecords(cur, rec) {
+			unlock()
+			continue
+		}
 		err = d.unprepareLocked(ctx, ref.UID)
 		unlock()
 		if err != nil {
 			logger.Error(err, "Unprepare stale claim", "claim", ref.String())
 			continue
 		}
-		logger.Info("Unprepared claim whose ResourceClaim is gone", "claim", ref.String(), "claimUID", ref.UID)
-		staleClaims++
+		why := "its ResourceClaim is gone"
+		if claim != nil {
+			why = fmt.Sprintf("it is now allocated %v, not %v", claimAllocation(claim, d.cfg.DriverName), recordAllocation(rec))
+		}
+		logger.Info("Unprepared claim that no longer needs its devices", "claim", ref.String(), "claimUID", ref.UID, "reason", why)
+		report.StaleClaims++
 	}
 
 	uids, err := d.cfg.CDI.ListClaimSpecs()
 	if err != nil {
 		logger.Error(err, "List CDI specs")
-		return staleClaims, orphanSpecs
+		return report
 	}
 	for _, uid := range uids {
 		if _, known := d.cfg.Store.Get(uid); known {
 			continue
 		}
-		unlock, ok := d.locks.tryLock(uid)
-		if !ok {
-			continue
+		switch d.accountForSpec(ctx, uid, false) {
+		case specDeleted:
+			report.OrphanSpecs++
+		case specAdopted:
+			report.AdoptedSpecs++
+		case specKept:
 		}
-		// Check again under the lock: a prepare may have just finished.
-		if _, known := d.cfg.Store.Get(uid); !known {
-			if err := d.cfg.CDI.DeleteClaimSpec(ctx, uid); err != nil {
-				logger.Error(err, "Delete orphaned CDI spec", "claimUID", uid)
-			} else {
-				logger.Info("Deleted orphaned CDI spec", "claimUID", uid)
-				orphanSpecs++
-			}
-		}
-		unlock()
 	}
-	return staleClaims, orphanSpecs
+	return report
 }

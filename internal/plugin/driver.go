@@ -100,6 +100,9 @@ type Config struct {
 	Lease nodeLease
 	// Events gets node events; nil drops them.
 	Events EventRecorder
+	// Checkpoint is what opening the store found; a corrupt file is reported
+	// (log line and Node event) once New has rebuilt the records.
+	Checkpoint checkpoint.OpenReport
 	// OnFatal is called with an error the kubelet plugin helper cannot
 	// recover from (the registrar or gRPC server died); the process must
 	// exit. Nil: logged only.
@@ -113,6 +116,8 @@ type Driver struct {
 	owners    *ownership
 	snapshot  atomic.Pointer[snapshot]
 	published atomic.Bool
+	// started is set once Start has brought up the kubelet sockets.
+	started atomic.Bool
 	// registered reports whether the kubelet accepted the plugin's
 	// registration; set by Start.
 	registered atomic.Pointer[func() bool]
@@ -133,6 +138,9 @@ type snapshot struct {
 	// retained are devices no longer in the inventory that stay published
 	// because a claim holds them, with the reason they are unusable.
 	retained map[string]string
+	// unavailable lists the backend's unavailable GPUs as "uuid|reason", to
+	// log each once.
+	unavailable []string
 }
 
 var _ kubeletplugin.DRAPlugin = (*Driver)(nil)
@@ -156,7 +164,8 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		return nil, err
 	}
 	d.loadOwnership(ctx)
-	d.recoverSpecs(ctx)
+	recovered := d.recoverSpecs(ctx)
+	d.reportCheckpoint(ctx, cfg.Checkpoint, recovered)
 	return d, nil
 }
 

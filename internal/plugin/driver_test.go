@@ -468,13 +468,12 @@ func TestCleanupRemovesStaleClaimsAndOrphanSpecs(t *testing.T) {
 	// spec write and the checkpoint.
 	writer, _ := cdi.NewWriter(e.cdiDir, "k8s.gpu.nvidia.com", "claim", cdi.SimEditor{})
 	inv, _ := e.backend.Inventory(context.Background())
-	if _, err := writer.WriteClaimSpec(context.Background(), "uid-orphan", []cdi.Device{{Name: "gpu-7", GPU: inv.GPUs[7]}}); err != nil {
+	if _, err := writer.WriteClaimSpec(context.Background(), cdi.ClaimRef{UID: "uid-orphan", Namespace: "default", Name: "orphan"}, []cdi.Device{{Name: "gpu-7", Request: "gpu", Pool: nodeName, GPU: inv.GPUs[7]}}); err != nil {
 		t.Fatal(err)
 	}
 
-	stale, orphans := e.driver.CleanupOnce(context.Background())
-	if stale != 2 || orphans != 1 {
-		t.Fatalf("cleanup removed %d claims and %d specs, want 2 and 1", stale, orphans)
+	if r := e.driver.CleanupOnce(context.Background()); r.StaleClaims != 2 || r.OrphanSpecs != 1 || r.AdoptedSpecs != 0 {
+		t.Fatalf("cleanup: %+v, want 2 stale claims and 1 orphan spec", r)
 	}
 	if got := e.store.List(); len(got) != 1 || got[0].UID != "uid-live" {
 		t.Errorf("checkpoint after cleanup: %+v", got)
@@ -482,8 +481,8 @@ func TestCleanupRemovesStaleClaimsAndOrphanSpecs(t *testing.T) {
 	if files := e.specFiles(); len(files) != 1 || !strings.Contains(files[0], "uid-live") {
 		t.Errorf("CDI files after cleanup: %v", files)
 	}
-	if stale, orphans := e.driver.CleanupOnce(context.Background()); stale+orphans != 0 {
-		t.Errorf("second pass removed %d+%d", stale, orphans)
+	if r := e.driver.CleanupOnce(context.Background()); r != (CleanupReport{}) {
+		t.Errorf("second pass: %+v", r)
 	}
 }
 

@@ -3,48 +3,40 @@ package plugin
 import (
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"testing"
 )
 
-func TestHealthHandler(t *testing.T) {
+// The probes against real sockets and a real API server are in
+// test/integration (TestProbesFollowSocketsAndRegistration); this covers
+// the states before Start.
+func TestHealthHandlerBeforeStart(t *testing.T) {
 	e := newEnv(t, simBackend(t, "l4x4"))
-	socket := filepath.Join(t.TempDir(), "dra.sock")
-	h := e.driver.HealthHandler(socket)
+	dir := t.TempDir()
+	h := e.driver.HealthHandler(KubeletOptions{PluginDataDir: filepath.Join(dir, "plugin"), RegistrarDir: filepath.Join(dir, "registry")})
 	get := func(path string) int {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 		return rec.Code
 	}
-	registered := false
-	isRegistered := func() bool { return registered }
-
-	// Starting: alive, not ready.
+	// Starting (waiting for the lease or the API server): alive, not ready.
 	if got := get("/healthz"); got != http.StatusOK {
 		t.Errorf("starting: /healthz = %d", got)
 	}
 	if got := get("/readyz"); got != http.StatusServiceUnavailable {
 		t.Errorf("starting: /readyz = %d", got)
 	}
-	// Published but the kubelet has not accepted the registration: not ready.
-	e.driver.published.Store(true)
-	e.driver.registered.Store(&isRegistered)
-	if got := get("/readyz"); got != http.StatusServiceUnavailable {
-		t.Errorf("unregistered: /readyz = %d", got)
-	}
-	registered = true
-	if got := get("/readyz"); got != http.StatusOK {
-		t.Errorf("registered: /readyz = %d", got)
-	}
-	// Published but the socket is gone: dead.
+	// Started, but the sockets are not there: dead.
+	e.driver.started.Store(true)
 	if got := get("/healthz"); got != http.StatusServiceUnavailable {
-		t.Errorf("socket missing: /healthz = %d", got)
+		t.Errorf("started without sockets: /healthz = %d", got)
 	}
-	if err := os.WriteFile(socket, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if got := get("/healthz"); got != http.StatusOK {
-		t.Errorf("socket present: /healthz = %d", got)
+	// Published and registered, but the registration socket is gone: the
+	// kubelet has deregistered the plugin.
+	e.driver.published.Store(true)
+	registered := func() bool { return true }
+	e.driver.registered.Store(&registered)
+	if got := get("/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("registration socket missing: /readyz = %d", got)
 	}
 }

@@ -41,7 +41,6 @@ const rollbackTimeout = 30 * time.Second
 // it, so a crash leaves a record of what to undo; whole-GPU and
 // existing-MIG claims change nothing on the GPU.
 func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceClaim) ([]kubeletplugin.Device, error) {
-	start := time.Now()
 	ref := claimRef{UID: string(claim.UID), Namespace: claim.Namespace, Name: claim.Name}
 	logger := klog.FromContext(ctx).WithValues("claim", ref.String(), "claimUID", ref.UID)
 	ctx = klog.NewContext(ctx, logger)
@@ -51,7 +50,14 @@ func (d *Driver) prepareClaim(ctx context.Context, claim *resourceapi.ResourceCl
 		return nil, fmt.Errorf("claim %s: waiting for another operation on the claim: %w", ref, err)
 	}
 	defer unlock()
+	return d.prepareLocked(ctx, claim)
+}
 
+// prepareLocked is prepareClaim with the claim's lock held.
+func (d *Driver) prepareLocked(ctx context.Context, claim *resourceapi.ResourceClaim) ([]kubeletplugin.Device, error) {
+	start := time.Now()
+	ref := claimRef{UID: string(claim.UID), Namespace: claim.Namespace, Name: claim.Name}
+	logger := klog.FromContext(ctx)
 	if rec, ok := d.cfg.Store.Get(ref.UID); ok {
 		why := d.whyNotPrepared(rec, claim)
 		if why == "" {
@@ -170,7 +176,7 @@ func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoin
 			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s) is unavailable: %s", ref, r.Device, r.Request, reason)
 		}
 		rec.Devices = append(rec.Devices, dev)
-		cdiDevs = append(cdiDevs, cdi.Device{Name: r.Device, Request: r.Request, Pool: r.Pool, GPU: *loc.GPU, MIG: loc.MIG})
+		cdiDevs = append(cdiDevs, cdi.Device{Name: r.Device, Request: r.Request, Pool: r.Pool, AdminAccess: r.AdminAccess, GPU: *loc.GPU, MIG: loc.MIG})
 	}
 	return rec, cdiDevs, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,20 +27,22 @@ import (
 // controller. When the node already has slices (a plugin restart), nothing
 // is written here: they are visible already, and the controller updates
 // them if they differ.
-func (d *Driver) publishFirst(ctx context.Context, res *resourceslice.DriverResources) error {
+//
+// It reports whether it created the slices.
+func (d *Driver) publishFirst(ctx context.Context, res *resourceslice.DriverResources) (bool, error) {
 	client := d.cfg.Client.ResourceV1().ResourceSlices()
 	existing, err := client.List(ctx, metav1.ListOptions{
 		FieldSelector: "spec.driver=" + d.cfg.DriverName + ",spec.nodeName=" + d.cfg.NodeName,
 	})
 	if err != nil {
-		return fmt.Errorf("list existing ResourceSlices: %w", err)
+		return false, fmt.Errorf("list existing ResourceSlices: %w", err)
 	}
 	if len(existing.Items) > 0 {
-		return nil
+		return false, nil
 	}
 	node, err := d.cfg.Client.CoreV1().Nodes().Get(ctx, d.cfg.NodeName, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("get node: %w", err)
+		return false, fmt.Errorf("get node: %w", err)
 	}
 	pool := res.Pools[d.cfg.NodeName]
 	indexLen := sliceIndexLength(len(pool.Slices))
@@ -62,11 +65,72 @@ func (d *Driver) publishFirst(ctx context.Context, res *resourceslice.DriverReso
 			},
 		}
 		if _, err := client.Create(ctx, slice, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("create ResourceSlice %d of %d: %w", i+1, len(pool.Slices), err)
+			return false, fmt.Errorf("create ResourceSlice %d of %d: %w", i+1, len(pool.Slices), err)
 		}
 	}
 	klog.FromContext(ctx).V(2).Info("Published ResourceSlices ahead of the slice controller", "slices", len(pool.Slices))
-	return nil
+	return true, nil
+}
+
+// publishPoll is how often waitPublished looks at the node's slices.
+const publishPoll = 250 * time.Millisecond
+
+// waitPublished marks the driver published once the node's slices in the
+// API server hold exactly the devices this process handed to the slice
+// controller (its own publish, or slices left by an earlier pod that the
+// controller found equal). Readiness waits for it.
+func (d *Driver) waitPublished(ctx context.Context) error {
+	client := d.cfg.Client.ResourceV1().ResourceSlices()
+	for {
+		want := map[string]bool{}
+		for _, dev := range d.Devices() {
+			want[dev.Name] = true
+		}
+		list, err := client.List(ctx, metav1.ListOptions{
+			FieldSelector: "spec.driver=" + d.cfg.DriverName + ",spec.nodeName=" + d.cfg.NodeName,
+		})
+		if err == nil && publishedDevices(list.Items, want) {
+			d.published.Store(true)
+			klog.FromContext(ctx).V(2).Info("ResourceSlices published", "devices", len(want))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(publishPoll):
+		}
+	}
+}
+
+// publishedDevices tells whether the newest complete generation of the
+// pool in slices lists exactly the devices in want.
+func publishedDevices(slices []resourceapi.ResourceSlice, want map[string]bool) bool {
+	var gen int64 = -1
+	for _, s := range slices {
+		gen = max(gen, s.Spec.Pool.Generation)
+	}
+	got := map[string]bool{}
+	count := 0
+	var expected int64
+	for _, s := range slices {
+		if s.Spec.Pool.Generation != gen {
+			continue
+		}
+		count++
+		expected = s.Spec.Pool.ResourceSliceCount
+		for _, dev := range s.Spec.Devices {
+			got[dev.Name] = true
+		}
+	}
+	if gen < 0 || int64(count) != expected || len(got) != len(want) {
+		return false
+	}
+	for name := range want {
+		if !got[name] {
+			return false
+		}
+	}
+	return true
 }
 
 // sliceIndexLength mirrors the resourceslice controller's name prefix: the

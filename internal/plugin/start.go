@@ -35,6 +35,15 @@ func (o KubeletOptions) SocketPath() string {
 	return filepath.Join(o.PluginDataDir, "dra.sock")
 }
 
+// RegistrarSocketPath is the registration socket the kubelet watches, named
+// as the kubelet plugin helper names it.
+func (o KubeletOptions) RegistrarSocketPath(driverName string) string {
+	if o.RollingUpdateUID != "" {
+		return filepath.Join(o.RegistrarDir, kubeletplugin.RollingUpdateRegistrarSocketFile(o.RegistrarDir, driverName, o.RollingUpdateUID))
+	}
+	return filepath.Join(o.RegistrarDir, driverName+"-reg.sock")
+}
+
 // Start registers the driver with the kubelet, publishes its devices and
 // starts the cleanup loop. Calls for different claims run in parallel
 // (Serialize(false)): the driver serializes per claim itself.
@@ -67,11 +76,14 @@ func Start(ctx context.Context, d *Driver, opts KubeletOptions) (*kubeletplugin.
 		return status != nil && status.PluginRegistered
 	}
 	d.registered.Store(&registered)
+	d.started.Store(true)
 	logger := klog.FromContext(ctx)
-	if err := d.publishFirst(ctx, devicemodel.DriverResources(d.cfg.NodeName, d.Devices())); err != nil {
+	created, err := d.publishFirst(ctx, devicemodel.DriverResources(d.cfg.NodeName, d.Devices()))
+	switch {
+	case err != nil:
 		// Not fatal: the controller publishes a second later.
 		logger.Error(err, "Could not publish ahead of the slice controller")
-	} else {
+	case created:
 		d.published.Store(true)
 	}
 	// The controller's first sync waits about a second for its informer; the
@@ -79,6 +91,10 @@ func Start(ctx context.Context, d *Driver, opts KubeletOptions) (*kubeletplugin.
 	go func() {
 		if err := d.Publish(ctx, helper); err != nil {
 			d.HandleError(ctx, err, "start ResourceSlice publishing")
+			return
+		}
+		if err := d.waitPublished(ctx); err != nil {
+			logger.Error(err, "Waiting for the published ResourceSlices")
 		}
 	}()
 	logger.Info("Kubelet plugin started", "driver", d.cfg.DriverName, "node", d.cfg.NodeName, "devices", len(d.Devices()))

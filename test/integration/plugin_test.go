@@ -214,8 +214,8 @@ func TestCleanupUnpreparesClaimDeletedFromAPIServer(t *testing.T) {
 	if err := kubeClient.ResourceV1().ResourceClaims("default").Delete(ctx, claim.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if stale, _ := n.driver.CleanupOnce(ctx); stale != 1 {
-		t.Fatalf("cleanup unprepared %d claims, want 1", stale)
+	if r := n.driver.CleanupOnce(ctx); r.StaleClaims != 1 {
+		t.Fatalf("cleanup unprepared %d claims, want 1", r.StaleClaims)
 	}
 	if _, ok := n.store.Get(string(claim.UID)); ok {
 		t.Fatal("claim still checkpointed")
