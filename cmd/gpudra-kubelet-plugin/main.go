@@ -115,6 +115,10 @@ func run(ctx context.Context, cancel context.CancelCauseFunc, f flags) error {
 	recorder := nodeEventRecorder(ctx, client.CoreV1().Events(""))
 
 	f.backend.NodeName = f.nodeName
+	if f.backend.Sim() && f.backend.SimStateDir == "" {
+		// Where `gpudra sim` injects faults for this node.
+		f.backend.SimStateDir = filepath.Join(f.pluginDir, "sim")
+	}
 	gpus, err := backend.Open(f.backend)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/dynamic-resource-allocation/resourceslice"
@@ -21,6 +22,7 @@ import (
 	"github.com/gpudra/gpudra/internal/cdi"
 	"github.com/gpudra/gpudra/internal/checkpoint"
 	"github.com/gpudra/gpudra/internal/devicemodel"
+	"github.com/gpudra/gpudra/internal/fsutil"
 	"github.com/gpudra/gpudra/internal/gpu"
 	"github.com/gpudra/gpudra/internal/gpu/sim"
 )
@@ -41,11 +43,37 @@ type env struct {
 	client  *fake.Clientset
 	store   *checkpoint.Store
 	driver  *Driver
+	// fsys, when set, is the file system of the checkpoint and the CDI
+	// writer (fault injection); report is what the latest open found.
+	fsys   fsutil.FS
+	events *eventLog
+	report checkpoint.OpenReport
+	// lease and client override the defaults (none; the fake clientset).
+	lease     nodeLease
+	apiClient kubernetes.Interface
+}
+
+// eventLog records node events.
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *eventLog) NodeEvent(eventType, reason, message string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, eventType+" "+reason+": "+message)
+}
+
+func (l *eventLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.events...)
 }
 
 func newEnv(t *testing.T, b gpu.Backend) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), backend: b, client: fake.NewClientset()}
+	e := &env{t: t, dir: t.TempDir(), backend: b, client: fake.NewClientset(), events: &eventLog{}}
 	e.cdiDir = filepath.Join(e.dir, "cdi")
 	e.restart("boot-1")
 	return e
@@ -56,19 +84,30 @@ func newEnv(t *testing.T, b gpu.Backend) *env {
 func (e *env) restart(bootID string) {
 	e.t.Helper()
 	ctx := context.Background()
-	store, _, err := checkpoint.Open(ctx, filepath.Join(e.dir, "checkpoint.json"), bootID)
+	fsys := e.fsys
+	if fsys == nil {
+		fsys = fsutil.OS
+	}
+	store, report, err := checkpoint.Open(ctx, filepath.Join(e.dir, "checkpoint.json"), bootID, checkpoint.WithFS(fsys))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	writer, err := cdi.NewWriter(e.cdiDir, "k8s.gpu.nvidia.com", "claim", cdi.SimEditor{})
+	writer, err := cdi.NewWriter(e.cdiDir, "k8s.gpu.nvidia.com", "claim", cdi.SimEditor{}, cdi.WithFS(fsys))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	d, err := New(ctx, Config{DriverName: driverName, NodeName: nodeName, Backend: e.backend, Store: store, CDI: writer, Client: e.client})
+	var client kubernetes.Interface = e.client
+	if e.apiClient != nil {
+		client = e.apiClient
+	}
+	d, err := New(ctx, Config{
+		DriverName: driverName, NodeName: nodeName, Backend: e.backend, Store: store, CDI: writer, Client: client,
+		Events: e.events, Checkpoint: report, Lease: e.lease,
+	})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.store, e.driver = store, d
+	e.store, e.driver, e.report = store, d, report
 }
 
 type alloc struct {
