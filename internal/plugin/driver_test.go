@@ -23,6 +23,7 @@ import (
 	"github.com/gpudra/gpudra/internal/checkpoint"
 	"github.com/gpudra/gpudra/internal/devicemodel"
 	"github.com/gpudra/gpudra/internal/fsutil"
+	"github.com/gpudra/gpudra/internal/fsutil/fsfault"
 	"github.com/gpudra/gpudra/internal/gpu"
 	"github.com/gpudra/gpudra/internal/gpu/sim"
 )
@@ -326,7 +327,10 @@ func TestAdminAccessSharesAHeldDevice(t *testing.T) {
 }
 
 func TestBadInputFailsOnlyThatClaim(t *testing.T) {
-	e := newEnv(t, simBackend(t, "mixed"))
+	faults := fsfault.New(fsutil.OS)
+	e := &env{t: t, dir: t.TempDir(), backend: simBackend(t, "mixed"), client: fake.NewClientset(), events: &eventLog{}, fsys: faults}
+	e.cdiDir = filepath.Join(e.dir, "cdi")
+	e.restart("boot-1")
 	inv, _ := e.backend.Inventory(context.Background())
 	var migDevice, gpuDevice string
 	for name, loc := range devicemodel.Index(inv) {
@@ -341,8 +345,17 @@ func TestBadInputFailsOnlyThatClaim(t *testing.T) {
 		name    string
 		devices []alloc
 		config  resourceapi.DeviceAllocationConfiguration
-		want    []string // substrings the error must contain
+		// failSpec makes the bad claim's CDI spec rename fail: planning
+		// passes, and the failure comes after files were written.
+		failSpec bool
+		want     []string // substrings the error must contain
 	}{
+		{
+			name:     "spec write fails",
+			devices:  []alloc{{"gpu", gpuDevice, false}},
+			failSpec: true,
+			want:     []string{"default/spec-write-fails", "write CDI spec", "injected"},
+		},
 		{
 			name:    "unknown field",
 			devices: []alloc{{"gpu", gpuDevice, false}},
@@ -378,7 +391,13 @@ func TestBadInputFailsOnlyThatClaim(t *testing.T) {
 			}
 			good := e.claim(name+"-good", []alloc{{"gpu", "gpu-5", false}})
 			defer e.unprepare(good)
+			if tc.failSpec {
+				faults.Fail(fsfault.Op{Kind: fsfault.Rename, PathContains: string(bad.UID) + ".json"}, 1, fsfault.ErrInjected)
+			}
 			res := e.prepare(bad, good)
+			if faults.Pending() {
+				t.Fatal("the injected failure was not reached")
+			}
 			err := res[bad.UID].Err
 			if err == nil {
 				t.Fatal("bad claim prepared")
@@ -393,6 +412,23 @@ func TestBadInputFailsOnlyThatClaim(t *testing.T) {
 			}
 			if _, ok := e.store.Get(string(bad.UID)); ok {
 				t.Error("bad claim left a checkpoint entry")
+			}
+			if _, err := os.Stat(e.specPath(string(bad.UID))); !os.IsNotExist(err) {
+				t.Errorf("bad claim left a CDI spec: %v", err)
+			}
+			if tmp := e.tempFiles(); len(tmp) > 0 {
+				t.Errorf("temp files left: %v", tmp)
+			}
+			for _, d := range tc.devices {
+				if owner, held := e.driver.owners.owner(d.device); held && owner.UID == string(bad.UID) {
+					t.Errorf("bad claim holds %s", d.device)
+				}
+			}
+			if _, err := os.Stat(e.specPath(string(good.UID))); err != nil {
+				t.Errorf("good claim's spec: %v", err)
+			}
+			if rec, ok := e.store.Get(string(good.UID)); !ok || rec.State != checkpoint.PrepareCompleted {
+				t.Errorf("good claim's record: %+v %v", rec, ok)
 			}
 		})
 	}

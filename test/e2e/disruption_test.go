@@ -54,11 +54,33 @@ func TestRunningPodsSurvivePluginUpgrade(t *testing.T) {
 			verbosity = "4"
 		}
 		watch := watchPluginPods(ctx)
-		out, err := helmCmd(ctx, "upgrade", release, filepath.Join(repoRoot, "deployments/helm/gpudra"),
-			"--namespace", namespace, "--reuse-values", "--set", "logVerbosity="+verbosity,
-			"--wait", "--timeout", "3m")
-		if err != nil {
+		upgraded := make(chan error, 1)
+		var out string
+		go func() {
+			var err error
+			out, err = helmCmd(ctx, "upgrade", release, filepath.Join(repoRoot, "deployments/helm/gpudra"),
+				"--namespace", namespace, "--reuse-values", "--set", "logVerbosity="+verbosity,
+				"--wait", "--timeout", "3m")
+			upgraded <- err
+		}()
+		// A pod created while the old and the new plugin pod both run gets
+		// its GPU from whichever the kubelet calls; the node lease makes
+		// that safe.
+		if err := waitFor(ctx, 3*time.Minute, "the new plugin pod next to the old one", func() (bool, error) {
+			pods, err := pluginPods(ctx)
+			return len(pods) >= 2, err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ns := createNamespace(t, "roll", nil)
+		create(t, claimTemplate(ns, "one-gpu", request("gpu", "gpu.nvidia.com")), suite.client.ResourceV1().ResourceClaimTemplates(ns).Create)
+		create(t, reportPod(ns, "during-roll", 1, podClaim{name: "gpu", template: "one-gpu"}), suite.client.CoreV1().Pods(ns).Create)
+		if err := <-upgraded; err != nil {
 			t.Fatalf("helm upgrade: %v\n%s", err, out)
+		}
+		during := runningWorkload(t, ns, "during-roll")
+		if state := claimOnNode(t, during.claimUID); !state.prepared() {
+			t.Errorf("pod started during the roll runs, but its claim has %s", state)
 		}
 		after := waitPluginServing(t, 2*time.Minute, devices, func(p *corev1.Pod) bool { return p.UID != before.UID })
 		if !slices.Contains(after.Spec.Containers[0].Args, "-v="+verbosity) {
@@ -70,6 +92,10 @@ func TestRunningPodsSurvivePluginUpgrade(t *testing.T) {
 		}
 		if seen.noneReady {
 			t.Errorf("there was a moment without a ready plugin pod during the update")
+		}
+		deletePodAndWait(t, ns, "during-roll", time.Minute)
+		if state := claimOnNode(t, during.claimUID); !state.clean() {
+			t.Errorf("the pod started during the roll is gone, but its claim left %s", state)
 		}
 	})
 }

@@ -31,6 +31,8 @@ type node struct {
 	store   *checkpoint.Store
 	driver  *plugin.Driver
 	kubelet drapb.DRAPluginClient
+	opts    plugin.KubeletOptions
+	helper  interface{ Stop() }
 	stop    func()
 }
 
@@ -58,10 +60,12 @@ func startNode(t *testing.T, name, profile string) *node {
 		t.Fatal(err)
 	}
 	pluginDir := filepath.Join(n.dir, "plugin")
-	helper, err := plugin.Start(ctx, n.driver, plugin.KubeletOptions{PluginDataDir: pluginDir, RegistrarDir: filepath.Join(n.dir, "registry")})
+	n.opts = plugin.KubeletOptions{PluginDataDir: pluginDir, RegistrarDir: filepath.Join(n.dir, "registry")}
+	helper, err := plugin.Start(ctx, n.driver, n.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	n.helper = helper
 	conn, err := grpc.NewClient("unix://"+filepath.Join(pluginDir, "dra.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
