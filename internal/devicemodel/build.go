@@ -7,7 +7,8 @@
 // that existing DeviceClasses and CEL selectors keep working (see
 // shared/notes/compat-surface.md). Beyond upstream's current set, devices
 // also carry "pcieBusID" (the name upstream used before the standard
-// resource.kubernetes.io/pciBusID) and MIG devices "parentMinor"; the NVML
+// resource.kubernetes.io/pciBusID), GPUs "minor" (upstream up to v25.3) and
+// MIG devices "parentMinor"; the NVML
 // index is never published, because it shifts when a GPU drops off the bus.
 package devicemodel
 
@@ -50,9 +51,13 @@ func Build(inv *gpu.Inventory) ([]resourceapi.Device, error) {
 		}
 		var own []resourceapi.Device
 		if !g.MIGEnabled {
+			attrs := withType(parentAttrs, TypeGPU, g.UUID)
+			// Upstream published "minor" on GPUs up to v25.3; it is stable
+			// (the N of /dev/nvidiaN), unlike the NVML index.
+			attrs["minor"] = integer(g.Minor)
 			own = append(own, resourceapi.Device{
 				Name:       GPUDeviceName(g),
-				Attributes: withType(parentAttrs, TypeGPU, g.UUID),
+				Attributes: attrs,
 				Capacity: map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{
 					"memory": bytesCapacity(g.MemoryBytes),
 				},

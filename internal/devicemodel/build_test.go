@@ -88,8 +88,12 @@ func TestBuildGPUAttributes(t *testing.T) {
 	if got := d.Capacity["memory"].Value; got.Cmp(resource.MustParse("80Gi")) != 0 {
 		t.Errorf("memory = %s, want 80Gi", got.String())
 	}
-	if len(d.Attributes) != 13 || len(d.Capacity) != 1 {
-		t.Errorf("got %d attributes and %d capacities, want 13 and 1", len(d.Attributes), len(d.Capacity))
+	wantMinor := int64(testInventory().FindGPU("GPU-aaaa").Minor)
+	if a := d.Attributes["minor"]; a.IntValue == nil || *a.IntValue != wantMinor {
+		t.Errorf("minor = %+v, want %d", a, wantMinor)
+	}
+	if len(d.Attributes) != 14 || len(d.Capacity) != 1 {
+		t.Errorf("got %d attributes and %d capacities, want 14 and 1", len(d.Attributes), len(d.Capacity))
 	}
 	if _, ok := d.Attributes["index"]; ok {
 		t.Error("the NVML index is published; it shifts when a GPU drops off the bus")
