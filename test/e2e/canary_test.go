@@ -85,7 +85,13 @@ func runUntilPrepared(ctx context.Context, ns, prefix string, newPod func(name s
 		if err := suite.client.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
 			return "", failures, err
 		}
-		time.Sleep(time.Second)
+		// The next pod may need the failed one's device: wait until it is gone.
+		if err := waitFor(ctx, time.Minute, "pod "+ns+"/"+name+" gone", func() (bool, error) {
+			_, err := suite.client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		}); err != nil {
+			return "", failures, err
+		}
 	}
 	return "", failures, ctx.Err()
 }

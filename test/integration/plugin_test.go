@@ -14,6 +14,8 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/ktesting"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
 	"github.com/gpudra/gpudra/internal/cdi"
@@ -38,7 +40,14 @@ type node struct {
 
 func startNode(t *testing.T, name, profile string) *node {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	return startNodeLogging(t, name, profile, klog.Background())
+}
+
+// startNodeLogging is startNode with the plugin (and the kubelet plugin
+// helper's slice controller) logging to logger.
+func startNodeLogging(t *testing.T, name, profile string, logger klog.Logger) *node {
+	t.Helper()
+	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), logger))
 	n := &node{name: name, dir: t.TempDir()}
 	if _, err := kubeClient.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -124,7 +133,8 @@ func prepareRequest(claims ...*resourceapi.ResourceClaim) *drapb.NodePrepareReso
 }
 
 func TestPluginPublishesSlicesToAPIServer(t *testing.T) {
-	n := startNode(t, "node-slices", "dgxh100")
+	logger := ktesting.NewLogger(ktesting.NopTL{}, ktesting.NewConfig(ktesting.Verbosity(5), ktesting.BufferLogs(true)))
+	n := startNodeLogging(t, "node-slices", "dgxh100", logger)
 	var slices []resourceapi.ResourceSlice
 	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		slices = n.slices(t)
@@ -151,8 +161,18 @@ func TestPluginPublishesSlicesToAPIServer(t *testing.T) {
 
 	// The plugin publishes ahead of the library's slice controller; once the
 	// controller has synced (about a second later) it must adopt that slice
-	// as it is: no second slice, no new generation, no rewrite.
-	time.Sleep(2500 * time.Millisecond)
+	// as it is: no second slice, no new generation, no rewrite. Its sync is
+	// seen in its log: the comparison of the pool with what exists.
+	buffer := logger.GetSink().(ktesting.Underlier).GetBuffer()
+	err = wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		return strings.Contains(buffer.String(), "Completed comparison"), nil
+	})
+	if err != nil {
+		t.Fatalf("the slice controller never compared the pool: %v", err)
+	}
+	if log := buffer.String(); !strings.Contains(log, "numChangedMatchedSlices=0") || !strings.Contains(log, "numNewSlices=0") {
+		t.Errorf("the slice controller wants to change the early slice:\n%s", log)
+	}
 	later := n.slices(t)
 	if len(later) != 1 || later[0].Name != s.Name || later[0].Spec.Pool.Generation != s.Spec.Pool.Generation || later[0].ResourceVersion != s.ResourceVersion {
 		t.Errorf("slice controller changed the early slice: before %s gen %d rv %s, after %d slices (first %s gen %d rv %s)",
