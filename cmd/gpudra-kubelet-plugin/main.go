@@ -226,11 +226,6 @@ var errFatal = errors.New("fatal kubelet plugin error")
 func openDriver(ctx context.Context, f flags, gpus gpu.Backend, specs *cdi.Writer, client kubernetes.Interface,
 	recorder record.EventRecorder, lease *nodelease.Lease, cancel context.CancelCauseFunc) (*plugin.Driver, error) {
 	logger := klog.FromContext(ctx)
-	if removed, err := specs.RemoveStaleTempFiles(); err != nil {
-		return nil, fmt.Errorf("CDI: %w", err)
-	} else if len(removed) > 0 {
-		logger.Info("Removed CDI temp files of writes a crash interrupted", "files", removed)
-	}
 	bootID, err := checkpoint.ReadBootID(f.bootIDPath)
 	if err != nil {
 		return nil, err

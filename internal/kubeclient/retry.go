@@ -10,7 +10,9 @@
 package kubeclient
 
 import (
+	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"syscall"
@@ -71,18 +73,23 @@ type RetryTransport struct {
 	Next http.RoundTripper
 	// Budget is the most time spent on one request, retries included.
 	Budget time.Duration
-	// sleep is replaced in tests.
-	sleep func(time.Duration)
+	// wait is replaced in tests; nil means waitOrDone.
+	wait func(ctx context.Context, d time.Duration) error
 }
 
 // RoundTrip implements http.RoundTripper.
+//
+// Every response it does not return has its body closed; the one it
+// returns, after the last attempt or when the request's context ends during
+// a backoff, is the caller's to close, unread. A cancelled request thus
+// answers with what the last attempt got, at once, not after the backoff.
 func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Method != http.MethodGet || req.URL.Query().Get("watch") == "true" {
 		return t.Next.RoundTrip(req)
 	}
-	sleep := t.sleep
-	if sleep == nil {
-		sleep = time.Sleep
+	wait := t.wait
+	if wait == nil {
+		wait = waitOrDone
 	}
 	deadline := time.Now().Add(t.Budget)
 	backoff := 50 * time.Millisecond
@@ -94,12 +101,36 @@ func (t *RetryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if req.Context().Err() != nil || time.Now().Add(backoff).After(deadline) {
 			return resp, err
 		}
-		if resp != nil {
-			_ = resp.Body.Close()
+		// The body stays open during the wait so that a cancelled request
+		// can still return it.
+		if wait(req.Context(), backoff) != nil {
+			return resp, err
 		}
-		sleep(backoff)
+		discard(resp)
 		backoff = min(backoff*2, 2*time.Second)
 	}
+}
+
+// waitOrDone returns nil after d, or ctx's error as soon as ctx is done.
+func waitOrDone(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// discard closes a response that will not be returned, after reading a
+// little of it so that an HTTP/1.1 connection can be reused.
+func discard(resp *http.Response) {
+	if resp == nil || resp.Body == nil {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+	_ = resp.Body.Close()
 }
 
 func retryable(resp *http.Response, err error) bool {

@@ -61,6 +61,9 @@ type specWriter interface {
 	DeleteClaimSpec(ctx context.Context, claimUID string) error
 	ListClaimSpecs() ([]string, error)
 	ReadClaimSpec(claimUID string) (cdi.ClaimSpec, error)
+	// RemoveStaleTempFiles deletes temp files of interrupted writes; safe
+	// only while no write runs, i.e. inside the node lease before any work.
+	RemoveStaleTempFiles() ([]string, error)
 }
 
 // nodeLease admits work that changes node state (see nodelease.Lease).
@@ -160,6 +163,9 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		cfg.InventoryInterval = 30 * time.Second
 	}
 	d := &Driver{cfg: cfg, locks: newClaimLocks(), owners: newOwnership()}
+	if err := d.removeStaleTempFiles(ctx); err != nil {
+		return nil, err
+	}
 	if _, err := d.refreshInventory(ctx); err != nil {
 		return nil, err
 	}

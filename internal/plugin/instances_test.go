@@ -12,11 +12,13 @@ import (
 
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
 	"github.com/gpudra/gpudra/internal/checkpoint"
+	"github.com/gpudra/gpudra/internal/fsutil"
 	"github.com/gpudra/gpudra/internal/nodelease"
 )
 
@@ -33,7 +35,7 @@ func (e *env) instance(ctx context.Context, id string) *env {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	other := &env{t: e.t, dir: e.dir, cdiDir: e.cdiDir, backend: e.backend, client: e.client, events: &eventLog{}, lease: lease}
+	other := &env{t: e.t, dir: e.dir, cdiDir: e.cdiDir, backend: e.backend, client: e.client, events: &eventLog{}, lease: lease, fsys: e.fsys}
 	other.restart("boot-1")
 	lease.SetOnAcquire(other.driver.Resync)
 	exit()
@@ -150,4 +152,72 @@ func namespaced(claims ...*resourceapi.ResourceClaim) []kubeletplugin.Namespaced
 		out = append(out, kubeletplugin.NamespacedObject{UID: c.UID, NamespacedName: types.NamespacedName{Namespace: c.Namespace, Name: c.Name}})
 	}
 	return out
+}
+
+// The new pod of a rolling update starts while the old one is in the middle
+// of writing a spec: the new one waits for the lease until the write is
+// done, so its start-up (which removes temp files of interrupted writes)
+// cannot delete the old one's temp file, and it sees the finished claim.
+func TestNewInstanceWaitsForWriteInFlight(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	block := func() {
+		once.Do(func() {
+			close(reached)
+			<-release
+		})
+	}
+	base := &env{t: t, dir: t.TempDir(), backend: simBackend(t, "dgxh100"), client: fake.NewClientset(), events: &eventLog{}}
+	base.cdiDir = filepath.Join(base.dir, "cdi")
+	base.fsys = hookFS{FS: fsutil.OS, match: "claim_uid-a.json.tmp-", hook: block}
+	a := base.instance(ctx, "old")
+	c := base.claim("a", []alloc{{"gpu", "gpu-1", false}})
+
+	prepared := make(chan kubeletplugin.PrepareResult, 1)
+	go func() {
+		res, err := a.driver.PrepareResourceClaims(ctx, []*resourceapi.ResourceClaim{c})
+		if err != nil {
+			res = map[types.UID]kubeletplugin.PrepareResult{c.UID: {Err: err}}
+		}
+		prepared <- res[c.UID]
+	}()
+	<-reached
+	started := make(chan *env, 1)
+	go func() { started <- base.instance(ctx, "new") }()
+	// The new instance has asked for the lease...
+	request := filepath.Join(base.dir, "plugin", "lease-want-new")
+	if err := wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		_, err := os.Stat(request)
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("the new instance never asked for the lease: %v", err)
+	}
+	// ...and must not be running while the old one writes.
+	select {
+	case <-started:
+		t.Fatal("the new instance started while the old one was writing a spec")
+	default:
+	}
+	tmp := base.tempFiles()
+	if len(tmp) != 1 {
+		t.Fatalf("temp files during the write: %v", tmp)
+	}
+	close(release)
+	res := <-prepared
+	if res.Err != nil {
+		t.Fatalf("the old instance's prepare failed: %v", res.Err)
+	}
+	b := <-started
+	if rec, ok := b.store.Get(string(c.UID)); !ok || rec.State != checkpoint.PrepareCompleted {
+		t.Fatalf("the new instance does not see the claim: %+v %v", rec, ok)
+	}
+	again := b.prepare(c)[c.UID]
+	if again.Err != nil || again.Devices[0].CDIDeviceIDs[0] != res.Devices[0].CDIDeviceIDs[0] {
+		t.Fatalf("the new instance prepared again: %+v, first %+v", again, res)
+	}
+	if _, err := os.Stat(base.specPath(string(c.UID))); err != nil {
+		t.Fatal(err)
+	}
 }

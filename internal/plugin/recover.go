@@ -165,6 +165,9 @@ func equalRecords(a, b checkpoint.Claim) bool {
 // CDI specs without a record. The lease runs it on every acquisition
 // before any work is admitted.
 func (d *Driver) Resync(ctx context.Context) error {
+	if err := d.removeStaleTempFiles(ctx); err != nil {
+		return err
+	}
 	report, err := d.cfg.Store.Reload(ctx)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", d.cfg.NodeName, err)
@@ -193,4 +196,19 @@ func (d *Driver) reportCheckpoint(ctx context.Context, report checkpoint.OpenRep
 	if d.cfg.Events != nil {
 		d.cfg.Events.NodeEvent("Warning", "CheckpointRebuilt", msg)
 	}
+}
+
+// removeStaleTempFiles deletes the temp files of CDI spec writes that a
+// crash interrupted. It runs only where no write can be in flight: in New
+// and Resync, inside the node lease before any work is admitted (a starting
+// pod must not delete the temp file of a write the old pod is making).
+func (d *Driver) removeStaleTempFiles(ctx context.Context) error {
+	removed, err := d.cfg.CDI.RemoveStaleTempFiles()
+	if err != nil {
+		return fmt.Errorf("node %s: CDI: %w", d.cfg.NodeName, err)
+	}
+	if len(removed) > 0 {
+		klog.FromContext(ctx).Info("Removed CDI temp files of writes a crash interrupted", "files", removed)
+	}
+	return nil
 }
