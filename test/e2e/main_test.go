@@ -187,7 +187,7 @@ func installChart(ctx context.Context) error {
 		"--set", "cleanupInterval=5s",
 		"--wait", "--timeout", "3m")
 	if err != nil {
-		return fmt.Errorf("%v: %s", err, out)
+		return fmt.Errorf("%w: %s", err, out)
 	}
 	return waitFor(ctx, time.Minute, "ResourceSlices of the node", func() (bool, error) {
 		list, err := suite.client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + suite.nodeName})
@@ -243,5 +243,5 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("timed out after %s waiting for %s (last error: %v)", timeout, what, lastErr)
+	return fmt.Errorf("timed out after %s waiting for %s (last error: %w)", timeout, what, lastErr)
 }
