@@ -243,5 +243,8 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("timed out after %s waiting for %s (last error: %w)", timeout, what, lastErr)
+	if lastErr != nil {
+		return fmt.Errorf("timed out after %s waiting for %s (last error: %w)", timeout, what, lastErr)
+	}
+	return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
 }
