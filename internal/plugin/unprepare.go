@@ -5,6 +5,14 @@ import (
 	"fmt"
 
 	"k8s.io/klog/v2"
+
+	"github.com/gpudra/gpudra/internal/failpoint"
+)
+
+// Failpoints of unprepare (see internal/failpoint).
+const (
+	FailpointUnprepareAfterSpec   = "plugin/unprepare-after-spec"
+	FailpointUnprepareAfterRecord = "plugin/unprepare-after-record"
 )
 
 // unprepareClaim reverses prepareClaim in the opposite order: CDI spec,
@@ -31,11 +39,13 @@ func (d *Driver) unprepareLocked(ctx context.Context, uid string) error {
 	if err := d.cfg.CDI.DeleteClaimSpec(ctx, uid); err != nil {
 		return fmt.Errorf("claim %s: delete CDI spec: %w", name, err)
 	}
+	failpoint.Hit(FailpointUnprepareAfterSpec)
 	if known {
 		if err := d.cfg.Store.Delete(ctx, uid); err != nil {
 			return fmt.Errorf("claim %s: remove from checkpoint: %w", name, err)
 		}
 	}
+	failpoint.Hit(FailpointUnprepareAfterRecord)
 	d.owners.release(uid)
 	if known {
 		klog.FromContext(ctx).V(2).Info("Unprepared claim", "claim", name)
