@@ -9,14 +9,14 @@ BIN := _output/bin
 TOOLS := -modfile=hack/tools/go.mod
 PKGS := ./...
 
-.PHONY: all build test unit e2e lint fmt-check vet verify prebuild clean discover demo bench
+.PHONY: all build test unit crash e2e lint fmt-check vet verify prebuild clean discover demo bench soak
 
 all: build
 
 build: ## Build every binary into _output/bin.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-test: prebuild verify unit e2e ## What CI runs: formatting, vet, lint, unit + integration tests (-race, fuzz seeds), e2e on a local cluster.
+test: prebuild verify unit crash e2e ## What CI runs: formatting, vet, lint, unit + integration tests (-race, fuzz seeds), 50 crash-injection runs, e2e on a local cluster.
 
 # Kubernetes, containerd, runc and Helm built from Go modules (cached by
 # version; minutes when cold, instant when cached). Built here rather than
@@ -29,6 +29,13 @@ prebuild:
 unit:
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
+# Crash injection: the plugin built with failpoints, killed at random steps
+# of prepare and unprepare (make soak runs 1,000).
+CRASH_RUNS ?= 50
+crash: build
+	$(GO) build -tags failpoints -o _output/bin/failpoints/gpudra-kubelet-plugin ./cmd/gpudra-kubelet-plugin
+	_output/bin/gpudra bench crash --plugin=_output/bin/failpoints/gpudra-kubelet-plugin --runs=$(CRASH_RUNS) --repo=. | tail -n 20
+
 # End-to-end suite: a real single-node cluster (needs root), the chart
 # installed, workloads asserting on what containers saw.
 e2e: build
@@ -36,6 +43,9 @@ e2e: build
 
 bench: ## Benchmarks of BENCHMARKS.md (about 5 minutes): startup, prepare/unprepare, allocation.
 	hack/bench.sh
+
+soak: ## Long runs (about 45 minutes): 1,000 crash-injection runs, 10,000 prepare/unprepare cycles, 5 minutes of fuzzing per target.
+	hack/soak.sh
 
 demo: ## Start a local cluster with gpudra on a simulated DGX H100 and run GPU workloads.
 	hack/demo.sh

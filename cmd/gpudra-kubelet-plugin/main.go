@@ -130,6 +130,7 @@ func run(ctx context.Context, cancel context.CancelCauseFunc, f flags) error {
 		editor, err = nvcdi.NewEditor(nvcdi.Options{
 			DriverRoot: f.backend.DriverRoot, HostDriverRoot: f.hostDriverRoot,
 			NVIDIACDIHookPath: f.cdiHookPath, Logger: logger.WithName("nvcdi"),
+			SysfsRoot: f.backend.SysfsRoot,
 		})
 		if err != nil {
 			return fmt.Errorf("CDI: %w", err)

@@ -25,8 +25,18 @@ var requiredControlNodes = []string{"/dev/nvidiactl", "/dev/nvidia-uvm"}
 // ClaimEdits returns the edits every claim carries: control device nodes,
 // driver libraries, binaries, IPC sockets, firmware, hooks, and
 // NVIDIA_VISIBLE_DEVICES=void. They do not depend on the claim's devices.
+//
+// They are cached for the running driver version and computed again when
+// it changes. When the version cannot be read they are computed for every
+// claim and not cached: nothing would tell when the cache went stale, and a
+// computation costs milliseconds, a stale one every later container.
 func (e *Editor) ClaimEdits(_ []cdi.Device) (*cdispec.ContainerEdits, error) {
-	return e.commonEdits.get(e.computeCommonEdits)
+	version, err := e.driverVersion()
+	if err != nil {
+		e.commonEdits.forget()
+		return e.computeCommonEdits()
+	}
+	return e.commonEdits.get(version, e.computeCommonEdits)
 }
 
 func (e *Editor) computeCommonEdits() (*cdispec.ContainerEdits, error) {
@@ -55,26 +65,36 @@ func (e *Editor) computeCommonEdits() (*cdispec.ContainerEdits, error) {
 	return edits, nil
 }
 
-// commonEditsCache holds the claim-independent edits once they have been
-// computed successfully. Errors are not cached: the next claim retries.
+// commonEditsCache holds the claim-independent edits of one driver version
+// once they have been computed successfully. Errors are not cached: the
+// next claim retries.
 type commonEditsCache struct {
-	mu    sync.Mutex
-	edits *cdispec.ContainerEdits
+	mu      sync.Mutex
+	version string
+	edits   *cdispec.ContainerEdits
 }
 
-// get returns a private copy of the cached edits, computing them first if
-// needed. Concurrent first callers wait for one computation.
-func (c *commonEditsCache) get(compute func() (*cdispec.ContainerEdits, error)) (*cdispec.ContainerEdits, error) {
+// get returns a private copy of the edits cached for version, computing
+// them first if there are none or they are of another version. Concurrent
+// callers wait for one computation.
+func (c *commonEditsCache) get(version string, compute func() (*cdispec.ContainerEdits, error)) (*cdispec.ContainerEdits, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.edits == nil {
+	if c.edits == nil || c.version != version {
 		edits, err := compute()
 		if err != nil {
 			return nil, err
 		}
-		c.edits = edits
+		c.edits, c.version = edits, version
 	}
 	return cloneEdits(c.edits)
+}
+
+// forget drops the cached edits.
+func (c *commonEditsCache) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.edits, c.version = nil, ""
 }
 
 func hasDeviceNode(edits *cdispec.ContainerEdits, containerPath string) bool {

@@ -3,7 +3,6 @@ package nvcdi
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
@@ -58,16 +57,22 @@ func (e *Editor) checkDeviceNodes(dev cdi.Device, edits *cdispec.ContainerEdits)
 	if dev.MIG == nil {
 		return nil
 	}
-	var caps int
-	for _, path := range deviceNodePaths(edits) {
-		if strings.HasPrefix(path, migCapsDir) {
-			caps++
+	// The access nodes of this instance, not any two capability nodes: a
+	// spec with another instance's nodes would start the container without
+	// access to its own MIG device.
+	giNode, ciNode, err := migCapNodes(e.migMinorsPath, dev.GPU.Minor, dev.MIG.GIID, dev.MIG.CIID)
+	if err != nil {
+		return fmt.Errorf("MIG capability nodes for GPU instance %d / compute instance %d: %w", dev.MIG.GIID, dev.MIG.CIID, err)
+	}
+	var missing []string
+	for _, node := range []string{giNode, ciNode} {
+		if !hasDeviceNode(edits, node) {
+			missing = append(missing, node)
 		}
 	}
-	// One node for the GPU instance, one for the compute instance.
-	if caps < 2 {
-		return fmt.Errorf("MIG capability nodes for GPU instance %d / compute instance %d not in the edits (missing under %s; found %v)",
-			dev.MIG.GIID, dev.MIG.CIID, filepath.Join(e.devRoot, migCapsDir), deviceNodePaths(edits))
+	if len(missing) > 0 {
+		return fmt.Errorf("MIG capability nodes %v for GPU instance %d / compute instance %d not in the edits (missing under %s; found %v)",
+			missing, dev.MIG.GIID, dev.MIG.CIID, filepath.Join(e.devRoot, migCapsDir), deviceNodePaths(edits))
 	}
 	return nil
 }

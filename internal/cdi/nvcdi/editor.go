@@ -2,7 +2,9 @@ package nvcdi
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -43,12 +45,25 @@ type Options struct {
 	NvmlLib nvml.Interface
 	// Logger receives the toolkit's messages. Default klog.Background().
 	Logger klog.Logger
+	// MIGMinorsPath is the driver's MIG capability table; default
+	// DefaultMIGMinorsPath.
+	MIGMinorsPath string
+	// DriverVersion returns the running driver's version. The driver-level
+	// edits are cached per version and computed again when it changes (a
+	// driver upgrade while the plugin runs moves every library). Default:
+	// the loaded kernel module's version, from
+	// <SysfsRoot>/module/nvidia/version.
+	DriverVersion func() (string, error)
+	// SysfsRoot is where sysfs is mounted; default "/sys".
+	SysfsRoot string
 }
 
 // Editor implements cdi.Editor with the NVIDIA Container Toolkit. It is safe
 // for concurrent use.
 type Editor struct {
 	devRoot        string
+	migMinorsPath  string
+	driverVersion  func() (string, error)
 	hostPaths      transform.Transformer
 	commonEdits    commonEditsCache
 	toolkitCallsMu sync.Mutex
@@ -97,7 +112,9 @@ func NewEditor(opts Options) (*Editor, error) {
 	}
 
 	return &Editor{
-		devRoot: opts.DevRoot,
+		devRoot:       opts.DevRoot,
+		migMinorsPath: opts.MIGMinorsPath,
+		driverVersion: opts.DriverVersion,
 		hostPaths: root.NewDriverTransformer(
 			root.WithDriverRoot(opts.DriverRoot),
 			root.WithTargetDriverRoot(opts.HostDriverRoot),
@@ -136,7 +153,31 @@ func withDefaults(opts Options) Options {
 	if opts.Logger.GetSink() == nil {
 		opts.Logger = klog.Background()
 	}
+	if opts.MIGMinorsPath == "" {
+		opts.MIGMinorsPath = DefaultMIGMinorsPath
+	}
+	if opts.SysfsRoot == "" {
+		opts.SysfsRoot = "/sys"
+	}
+	if opts.DriverVersion == nil {
+		path := filepath.Join(opts.SysfsRoot, "module", "nvidia", "version")
+		opts.DriverVersion = func() (string, error) { return readDriverVersion(path) }
+	}
 	return opts
+}
+
+// readDriverVersion reads the loaded kernel module's version, e.g.
+// "550.54.15".
+func readDriverVersion(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("driver version: %w", err)
+	}
+	v := strings.TrimSpace(string(data))
+	if v == "" {
+		return "", fmt.Errorf("driver version: %s is empty", path)
+	}
+	return v, nil
 }
 
 // nvmlFromDriverRoot loads libnvidia-ml.so.1 from the driver root, the way

@@ -90,6 +90,7 @@ func (n *fakeNode) options(t *testing.T) Options {
 		NVIDIACDIHookPath: "/opt/gpudra/nvidia-cdi-hook",
 		NvmlLib:           n.nvml,
 		Logger:            testLogger(t),
+		DriverVersion:     func() (string, error) { return driverVersion, nil },
 	}
 }
 
