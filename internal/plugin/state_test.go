@@ -7,11 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
@@ -530,5 +533,57 @@ func TestHelperErrors(t *testing.T) {
 	e.driver.HandleError(context.Background(), errors.New("listener closed"), "registrar gRPC server failed")
 	if len(fatal) != 1 || !strings.Contains(fatal[0].Error(), "registrar gRPC server failed: listener closed") {
 		t.Fatalf("fatal errors: %v", fatal)
+	}
+}
+
+// The loops, not just one pass: cleanup collects a deleted claim within an
+// interval, and a refresh request republishes a changed inventory.
+func TestBackgroundLoops(t *testing.T) {
+	stateDir := t.TempDir()
+	b, err := sim.New(sim.Options{NodeName: nodeName, Profile: "dgxh100", StateDir: stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, b)
+	e.driver.cfg.CleanupInterval = 20 * time.Millisecond
+	e.driver.cfg.InventoryInterval = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	c := e.claim("a", []alloc{{"gpu", "gpu-0", false}})
+	if err := e.prepare(c)[c.UID].Err; err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var published []resourceapi.Device
+	if err := e.driver.Publish(ctx, publisherFunc(func(d []resourceapi.Device) {
+		mu.Lock()
+		defer mu.Unlock()
+		published = d
+	})); err != nil {
+		t.Fatal(err)
+	}
+	refresh := make(chan struct{})
+	go e.driver.RunCleanup(ctx)
+	go e.driver.RunInventoryRefresh(ctx, refresh)
+
+	e.deleteClaim(c)
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		return len(e.store.List()) == 0 && len(e.specFiles()) == 0, nil
+	}); err != nil {
+		t.Fatalf("cleanup loop did not collect the deleted claim: records %v, specs %v", e.store.List(), e.specFiles())
+	}
+
+	inv, _ := b.Inventory(ctx)
+	if err := sim.InjectFault(stateDir, sim.Fault{GPU: inv.GPUs[5].UUID, Kind: sim.FaultLost}); err != nil {
+		t.Fatal(err)
+	}
+	refresh <- struct{}{}
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(published) == 7 && !hasDevice(published, "gpu-5"), nil
+	}); err != nil {
+		t.Fatalf("refresh request did not republish without the lost GPU (%d devices)", len(published))
 	}
 }
