@@ -74,9 +74,15 @@ func (l *eventLog) all() []string {
 
 func newEnv(t *testing.T, b gpu.Backend) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), backend: b, client: fake.NewClientset(), events: &eventLog{}}
-	e.cdiDir = filepath.Join(e.dir, "cdi")
+	e := unstartedEnv(t, b, nil)
 	e.restart("boot-1")
+	return e
+}
+
+// unstartedEnv is an env whose driver is not built yet; fsys nil is the OS.
+func unstartedEnv(t *testing.T, b gpu.Backend, fsys fsutil.FS) *env {
+	e := &env{t: t, dir: t.TempDir(), backend: b, client: fake.NewClientset(), events: &eventLog{}, fsys: fsys}
+	e.cdiDir = filepath.Join(e.dir, "cdi")
 	return e
 }
 
@@ -328,8 +334,7 @@ func TestAdminAccessSharesAHeldDevice(t *testing.T) {
 
 func TestBadInputFailsOnlyThatClaim(t *testing.T) {
 	faults := fsfault.New(fsutil.OS)
-	e := &env{t: t, dir: t.TempDir(), backend: simBackend(t, "mixed"), client: fake.NewClientset(), events: &eventLog{}, fsys: faults}
-	e.cdiDir = filepath.Join(e.dir, "cdi")
+	e := unstartedEnv(t, simBackend(t, "mixed"), faults)
 	e.restart("boot-1")
 	inv, _ := e.backend.Inventory(context.Background())
 	var migDevice, gpuDevice string

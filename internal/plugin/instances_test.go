@@ -13,7 +13,6 @@ import (
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
 
@@ -52,8 +51,7 @@ func (e *env) instance(ctx context.Context, id string) *env {
 func TestTwoInstancesShareOneNode(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	base := &env{t: t, dir: t.TempDir(), backend: simBackend(t, "dgxh100"), client: fake.NewClientset(), events: &eventLog{}}
-	base.cdiDir = filepath.Join(base.dir, "cdi")
+	base := unstartedEnv(t, simBackend(t, "dgxh100"), nil)
 	a := base.instance(ctx, "old")
 	b := base.instance(ctx, "new")
 
@@ -169,9 +167,7 @@ func TestNewInstanceWaitsForWriteInFlight(t *testing.T) {
 			<-release
 		})
 	}
-	base := &env{t: t, dir: t.TempDir(), backend: simBackend(t, "dgxh100"), client: fake.NewClientset(), events: &eventLog{}}
-	base.cdiDir = filepath.Join(base.dir, "cdi")
-	base.fsys = hookFS{FS: fsutil.OS, match: "claim_uid-a.json.tmp-", hook: block}
+	base := unstartedEnv(t, simBackend(t, "dgxh100"), hookFS{FS: fsutil.OS, match: "claim_uid-a.json.tmp-", hook: block})
 	a := base.instance(ctx, "old")
 	c := base.claim("a", []alloc{{"gpu", "gpu-1", false}})
 

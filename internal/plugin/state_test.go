@@ -198,8 +198,7 @@ func TestUnprepareFailureAtEveryStep(t *testing.T) {
 
 func newEnvFS(t *testing.T, fsys fsutil.FS) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), backend: simBackend(t, "dgxh100"), client: fake.NewClientset(), events: &eventLog{}, fsys: fsys}
-	e.cdiDir = filepath.Join(e.dir, "cdi")
+	e := unstartedEnv(t, simBackend(t, "dgxh100"), fsys)
 	e.restart("boot-1")
 	return e
 }
