@@ -33,14 +33,18 @@ func (d *Driver) RunCleanup(ctx context.Context) {
 	}
 }
 
+// cleanupLeaseWait bounds how long a cleanup pass waits for the node lease
+// held by another instance.
+const cleanupLeaseWait = 10 * time.Second
+
 // CleanupReport counts what one cleanup pass did.
 type CleanupReport struct {
 	// StaleClaims were unprepared because their claim no longer needs them.
 	StaleClaims int
 	// OrphanSpecs were deleted; AdoptedSpecs recorded (see accountForSpec).
 	OrphanSpecs, AdoptedSpecs int
-	// Skipped is true when another plugin instance holds the node lease;
-	// that instance cleans up.
+	// Skipped is true when the node lease could not be had (this instance
+	// is shutting down, or the holder did not hand it over in time).
 	Skipped bool
 }
 
@@ -52,8 +56,19 @@ func (d *Driver) CleanupOnce(ctx context.Context) CleanupReport {
 	if d.cfg.Lease != nil {
 		exit, ok := d.cfg.Lease.TryEnter()
 		if !ok {
-			report.Skipped = true
-			return report
+			// Another instance holds the lease. Ask for it: after a rolling
+			// update the old pod may have held it last, and waiting for a
+			// kubelet call to bring it here would let stale claims hold
+			// their devices indefinitely on a quiet node.
+			leaseCtx, cancel := context.WithTimeout(ctx, cleanupLeaseWait)
+			var err error
+			exit, err = d.cfg.Lease.Enter(leaseCtx)
+			cancel()
+			if err != nil {
+				logger.V(2).Info("Skipping cleanup: no node lease", "err", err)
+				report.Skipped = true
+				return report
+			}
 		}
 		defer exit()
 	}

@@ -217,3 +217,25 @@ func TestNewInstanceWaitsForWriteInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Cleanup runs on whichever instance's timer fires, also when the other
+// instance holds the lease: a quiet node after a rolling update still
+// collects a deleted claim within one interval.
+func TestCleanupTakesTheLeaseFromTheOtherInstance(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base := unstartedEnv(t, simBackend(t, "dgxh100"), nil)
+	a := base.instance(ctx, "old")
+	b := base.instance(ctx, "new")
+	c := base.claim("a", []alloc{{"gpu", "gpu-2", false}})
+	if err := a.prepare(c)[c.UID].Err; err != nil { // the lease goes to a
+		t.Fatal(err)
+	}
+	base.deleteClaim(c)
+	if r := b.driver.CleanupOnce(ctx); r.Skipped || r.StaleClaims != 1 {
+		t.Fatalf("cleanup on the instance without the lease: %+v", r)
+	}
+	if _, err := os.Stat(base.specPath(string(c.UID))); !os.IsNotExist(err) {
+		t.Fatalf("spec of the deleted claim: %v", err)
+	}
+}
