@@ -140,8 +140,8 @@ func (l *Lease) Enter(ctx context.Context) (exit func(), err error) {
 
 // TryEnter admits work only if this process holds the lease now and is not
 // handing it over; it never waits and never asks for the lease. Background
-// work (cleanup) uses it so that it does not pull the lease back from a
-// newer instance.
+// work (cleanup) tries it first and asks with Enter only when it fails, so
+// that it costs a handover only when the other instance has the lease.
 func (l *Lease) TryEnter() (exit func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
