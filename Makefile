@@ -34,7 +34,7 @@ unit:
 CRASH_RUNS ?= 50
 crash: build
 	$(GO) build -tags failpoints -o _output/bin/failpoints/gpudra-kubelet-plugin ./cmd/gpudra-kubelet-plugin
-	_output/bin/gpudra bench crash --plugin=_output/bin/failpoints/gpudra-kubelet-plugin --runs=$(CRASH_RUNS) --repo=. | tail -n 20
+	set -o pipefail; _output/bin/gpudra bench crash --plugin=_output/bin/failpoints/gpudra-kubelet-plugin --runs=$(CRASH_RUNS) --repo=. | tail -n 20
 
 # End-to-end suite: a real single-node cluster (needs root), the chart
 # installed, workloads asserting on what containers saw.
