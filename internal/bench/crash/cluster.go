@@ -26,7 +26,7 @@ type ClusterOptions struct {
 	// Dir holds a started cluster's state; it is removed by Close.
 	Dir string
 	// Log receives progress lines; may be nil.
-	Log func(format string, args ...any)
+	Log func(format string, args ...any) `json:"-"`
 }
 
 // Cluster is the API server the plugin under test and the harness use.
