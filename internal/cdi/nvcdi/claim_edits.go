@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	cdiapi "tags.cncf.io/container-device-interface/pkg/cdi"
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/gpudra/gpudra/internal/cdi"
@@ -34,14 +35,18 @@ func (e *Editor) ClaimEdits(_ []cdi.Device) (*cdispec.ContainerEdits, error) {
 	version, err := e.driverVersion()
 	if err != nil {
 		e.commonEdits.forget()
-		return e.computeCommonEdits()
+		return e.computeCommonEdits("")
 	}
-	return e.commonEdits.get(version, e.computeCommonEdits)
+	return e.commonEdits.get(version, func() (*cdispec.ContainerEdits, error) {
+		return e.computeCommonEdits(version)
+	})
 }
 
-func (e *Editor) computeCommonEdits() (*cdispec.ContainerEdits, error) {
+// computeCommonEdits asks the toolkit for the edits of driver version. An
+// empty version, one that could not be read, uses the current toolkit.
+func (e *Editor) computeCommonEdits(version string) (*cdispec.ContainerEdits, error) {
 	e.toolkitCallsMu.Lock()
-	common, err := e.toolkit.GetCommonEdits()
+	common, err := e.commonEditsFromToolkit(version)
 	e.toolkitCallsMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("driver edits from the NVIDIA container toolkit: %w", err)
@@ -63,6 +68,20 @@ func (e *Editor) computeCommonEdits() (*cdispec.ContainerEdits, error) {
 		return nil, fmt.Errorf("driver edits: %w", err)
 	}
 	return edits, nil
+}
+
+// commonEditsFromToolkit sets up a new toolkit first when the current one
+// was set up under another driver version. It must be called with
+// toolkitCallsMu held.
+func (e *Editor) commonEditsFromToolkit(version string) (*cdiapi.ContainerEdits, error) {
+	if version != "" && version != e.toolkitVersion {
+		toolkit, err := e.newToolkit()
+		if err != nil {
+			return nil, fmt.Errorf("driver %s: %w", version, err)
+		}
+		e.toolkit, e.toolkitVersion = toolkit, version
+	}
+	return e.toolkit.GetCommonEdits()
 }
 
 // commonEditsCache holds the claim-independent edits of one driver version

@@ -199,3 +199,42 @@ func findHook(edits *cdispec.ContainerEdits, subcommand string) *cdispec.Hook {
 	}
 	return nil
 }
+
+// TestClaimEditsAfterADriverUpgradeMountTheNewDriver upgrades the fake
+// node's driver while the editor runs, as the GPU operator does: the old
+// libraries and firmware go, the new ones come, NVML and the kernel module
+// report the new version. The next claim must mount the new driver. The
+// toolkit keeps the version it found when it was set up, so recomputing
+// the edits with the same toolkit is not enough.
+func TestClaimEditsAfterADriverUpgradeMountTheNewDriver(t *testing.T) {
+	const newVersion = "560.35.03"
+	n := newFakeNode(t)
+	opts := n.options(t)
+	version := driverVersion
+	opts.DriverVersion = func() (string, error) { return version, nil }
+	e, err := NewEditor(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ClaimEdits(nil); err != nil {
+		t.Fatal(err)
+	}
+
+	n.upgradeDriver(t, driverVersion, newVersion)
+	version = newVersion
+	edits, err := e.ClaimEdits(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lib := range []string{"libcuda.so", "libnvidia-ml.so", "libnvidia-ptxjitcompiler.so"} {
+		if findMount(edits, "/"+libDir+"/"+lib+"."+newVersion) == nil {
+			t.Errorf("no mount of the new driver's %s.%s", lib, newVersion)
+		}
+		if m := findMount(edits, "/"+libDir+"/"+lib+"."+driverVersion); m != nil {
+			t.Errorf("mount of the old driver's %s, gone from the node: %+v", lib, m)
+		}
+	}
+	if findMount(edits, "/lib/firmware/nvidia/"+newVersion+"/gsp_ga10x.bin") == nil {
+		t.Errorf("no mount of the new driver's firmware")
+	}
+}

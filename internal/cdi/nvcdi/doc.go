@@ -8,8 +8,10 @@
 //   - The editor never calls NVML after a failed nvml.Init: NewEditor checks
 //     Init first and fails, and every later NVML use goes through nvcdi,
 //     which returns an error as soon as Init fails.
-//   - The claim-independent edits are computed once, on first use, and shared
-//     by every claim; a failed or incomplete computation is not cached.
+//   - The claim-independent edits are computed once per driver version (the
+//     loaded kernel module's, see Options.DriverVersion), with a toolkit set
+//     up for that version, and shared by every claim; a failed or incomplete
+//     computation is not cached, nor one made while the version is unknown.
 //   - Returned edits belong to the caller: they are never shared with another
 //     call.
 //   - Device edits name the device and UUID in every error, and are refused

@@ -61,13 +61,23 @@ type Options struct {
 // Editor implements cdi.Editor with the NVIDIA Container Toolkit. It is safe
 // for concurrent use.
 type Editor struct {
-	devRoot        string
-	migMinorsPath  string
-	driverVersion  func() (string, error)
-	hostPaths      transform.Transformer
-	commonEdits    commonEditsCache
+	devRoot       string
+	migMinorsPath string
+	driverVersion func() (string, error)
+	hostPaths     transform.Transformer
+	commonEdits   commonEditsCache
+
+	// toolkitCallsMu serialises calls into the toolkit and guards the
+	// fields below.
 	toolkitCallsMu sync.Mutex
 	toolkit        nvcdilib.Interface
+	// toolkitVersion is the driver version toolkit was set up under, ""
+	// if it could not be read. The toolkit keeps the driver version and
+	// library directories it finds at set-up for its whole life, so the
+	// edits of another version need a new toolkit.
+	toolkitVersion string
+	// newToolkit sets up a toolkit with the editor's options.
+	newToolkit func() (nvcdilib.Interface, error)
 }
 
 var _ cdi.Editor = (*Editor)(nil)
@@ -96,19 +106,33 @@ func NewEditor(opts Options) (*Editor, error) {
 		opts.Logger.Error(ret, "Shutting down NVML after the start-up check")
 	}
 
-	toolkit, err := nvcdilib.New(
-		nvcdilib.WithMode(nvcdilib.ModeNvml),
-		nvcdilib.WithNvmlLib(nvmlLib),
-		nvcdilib.WithDriverRoot(opts.DriverRoot),
-		nvcdilib.WithDevRoot(opts.DevRoot),
-		nvcdilib.WithNVIDIACDIHookPath(opts.NVIDIACDIHookPath),
-		nvcdilib.WithLogger(tlog),
-		// One discovery path, NVML, the one the GPU backend and the tests
-		// use; nvsandboxutils would be a second, untested one.
-		nvcdilib.WithFeatureFlags(nvcdilib.FeatureDisableNvsandboxUtils),
-	)
+	newToolkit := func() (nvcdilib.Interface, error) {
+		toolkit, err := nvcdilib.New(
+			nvcdilib.WithMode(nvcdilib.ModeNvml),
+			nvcdilib.WithNvmlLib(nvmlLib),
+			nvcdilib.WithDriverRoot(opts.DriverRoot),
+			nvcdilib.WithDevRoot(opts.DevRoot),
+			nvcdilib.WithNVIDIACDIHookPath(opts.NVIDIACDIHookPath),
+			nvcdilib.WithLogger(tlog),
+			// One discovery path, NVML, the one the GPU backend and the
+			// tests use; nvsandboxutils would be a second, untested one.
+			nvcdilib.WithFeatureFlags(nvcdilib.FeatureDisableNvsandboxUtils),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("set up the NVIDIA container toolkit for driver root %s: %w", opts.DriverRoot, err)
+		}
+		return toolkit, nil
+	}
+	// The version is read before the toolkit is set up: a driver change in
+	// between makes the first claim set up another toolkit, which is
+	// harmless; the other order could keep a stale one.
+	toolkitVersion, err := opts.DriverVersion()
 	if err != nil {
-		return nil, fmt.Errorf("set up the NVIDIA container toolkit for driver root %s: %w", opts.DriverRoot, err)
+		toolkitVersion = ""
+	}
+	toolkit, err := newToolkit()
+	if err != nil {
+		return nil, err
 	}
 
 	return &Editor{
@@ -121,7 +145,9 @@ func NewEditor(opts Options) (*Editor, error) {
 			root.WithDevRoot(opts.DevRoot),
 			root.WithTargetDevRoot(opts.HostDevRoot),
 		),
-		toolkit: toolkit,
+		toolkit:        toolkit,
+		toolkitVersion: toolkitVersion,
+		newToolkit:     newToolkit,
 	}, nil
 }
 

@@ -217,3 +217,23 @@ func mkdirFor(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+// upgradeDriver replaces the driver's libraries and firmware of version
+// from with those of version to, and makes NVML report to.
+func (n *fakeNode) upgradeDriver(t *testing.T, from, to string) {
+	t.Helper()
+	for _, lib := range []string{"libcuda.so", "libnvidia-ml.so", "libnvidia-ptxjitcompiler.so"} {
+		for _, old := range []string{lib + "." + from, lib + ".1"} {
+			if err := os.Remove(n.path(filepath.Join(libDir, old))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n.writeFile(t, filepath.Join(libDir, lib+"."+to), 0o644)
+		n.symlink(t, lib+"."+to, filepath.Join(libDir, lib+".1"))
+	}
+	if err := os.RemoveAll(n.path("lib/firmware/nvidia/" + from)); err != nil {
+		t.Fatal(err)
+	}
+	n.writeFile(t, "lib/firmware/nvidia/"+to+"/gsp_ga10x.bin", 0o644)
+	n.nvml.DriverVersion = to
+}

@@ -120,6 +120,15 @@ func TestClaimEditsFollowDriverVersion(t *testing.T) {
 	}
 	counter := &countingToolkit{Interface: e.toolkit}
 	e.toolkit = counter
+	// Toolkits set up for a new driver version count into the same counter.
+	var setUps int
+	newToolkit := e.newToolkit
+	e.newToolkit = func() (nvcdilib.Interface, error) {
+		toolkit, err := newToolkit()
+		setUps++
+		counter.Interface = toolkit
+		return counter, err
+	}
 	claim := func() {
 		t.Helper()
 		if _, err := e.ClaimEdits(nil); err != nil {
@@ -127,24 +136,25 @@ func TestClaimEditsFollowDriverVersion(t *testing.T) {
 		}
 	}
 	steps := []struct {
-		what      string
-		version   string
-		err       error
-		wantTotal int
+		what       string
+		version    string
+		err        error
+		wantTotal  int
+		wantSetUps int
 	}{
-		{"first claim", "550.54.15", nil, 1},
-		{"same driver", "550.54.15", nil, 1},
-		{"driver upgraded", "560.35.03", nil, 2},
-		{"same again", "560.35.03", nil, 2},
-		{"version unreadable: computed, not cached", "", errors.New("no module"), 3},
-		{"still unreadable", "", errors.New("no module"), 4},
-		{"readable again: computed anew", "560.35.03", nil, 5},
+		{"first claim", "550.54.15", nil, 1, 0},
+		{"same driver", "550.54.15", nil, 1, 0},
+		{"driver upgraded: a toolkit for it", "560.35.03", nil, 2, 1},
+		{"same again", "560.35.03", nil, 2, 1},
+		{"version unreadable: computed, not cached", "", errors.New("no module"), 3, 1},
+		{"still unreadable", "", errors.New("no module"), 4, 1},
+		{"readable again: computed anew, same toolkit", "560.35.03", nil, 5, 1},
 	}
 	for _, s := range steps {
 		version, versionErr = s.version, s.err
 		claim()
-		if counter.common != s.wantTotal {
-			t.Fatalf("%s: %d computations, want %d", s.what, counter.common, s.wantTotal)
+		if counter.common != s.wantTotal || setUps != s.wantSetUps {
+			t.Fatalf("%s: %d computations and %d toolkit set-ups, want %d and %d", s.what, counter.common, setUps, s.wantTotal, s.wantSetUps)
 		}
 	}
 }
