@@ -180,6 +180,11 @@ type MIGDevice struct {
 	// GIID and CIID are the GPU-instance and compute-instance IDs.
 	GIID int
 	CIID int
+	// Incomplete is a GPU instance without a compute instance: what a
+	// process that died in the middle of CreateMIGDevice leaves. It has no
+	// UUID and CIID is -1; nothing publishes or prepares it, and recovery
+	// destroys it (MIGManager.DestroyMIGDevice with SlotOf).
+	Incomplete bool
 }
 
 // FindGPU returns the GPU with the given UUID, or nil.
