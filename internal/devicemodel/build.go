@@ -29,7 +29,7 @@ import (
 
 // Build returns the devices of an inventory in publishing order: GPUs by
 // PCI bus ID, and within a GPU by device name. A GPU in MIG mode publishes
-// its existing MIG devices instead of itself.
+// its existing, complete MIG devices instead of itself.
 func Build(inv *gpu.Inventory) ([]resourceapi.Device, error) {
 	gpus := make([]*gpu.GPU, 0, len(inv.GPUs))
 	for i := range inv.GPUs {
@@ -51,29 +51,21 @@ func Build(inv *gpu.Inventory) ([]resourceapi.Device, error) {
 		}
 		var own []resourceapi.Device
 		if !g.MIGEnabled {
-			attrs := withType(parentAttrs, TypeGPU, g.UUID)
-			// Upstream published "minor" on GPUs up to v25.3; it is stable
-			// (the N of /dev/nvidiaN), unlike the NVML index.
-			attrs["minor"] = integer(g.Minor)
-			own = append(own, resourceapi.Device{
-				Name:       GPUDeviceName(g),
-				Attributes: attrs,
-				Capacity: map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{
-					"memory": bytesCapacity(g.MemoryBytes),
-				},
-			})
+			own = append(own, wholeGPUDevice(g, parentAttrs))
 		} else {
 			for j := range g.MIGDevices {
-				own = append(own, migDevice(g, &g.MIGDevices[j], parentAttrs))
+				// A GPU instance without a compute instance (a create that
+				// died half-way) cannot run anything; recovery removes it.
+				if !g.MIGDevices[j].Incomplete {
+					own = append(own, migDevice(g, &g.MIGDevices[j], parentAttrs))
+				}
 			}
 		}
 		sort.Slice(own, func(i, j int) bool { return own[i].Name < own[j].Name })
 		devices = append(devices, own...)
 	}
-	for i := range devices {
-		if n := len(devices[i].Attributes) + len(devices[i].Capacity); n > resourceapi.ResourceSliceMaxAttributesAndCapacitiesPerDevice {
-			return nil, fmt.Errorf("device %s: %d attributes and capacities exceed the API limit of %d", devices[i].Name, n, resourceapi.ResourceSliceMaxAttributesAndCapacitiesPerDevice)
-		}
+	if err := checkLimits(devices); err != nil {
+		return nil, err
 	}
 	return devices, nil
 }
@@ -96,8 +88,39 @@ func DriverResources(nodeName string, devices []resourceapi.Device) *resourcesli
 	}
 }
 
+// checkLimits fails for a device with more attributes and capacities than
+// the API takes.
+func checkLimits(devices []resourceapi.Device) error {
+	for i := range devices {
+		if n := len(devices[i].Attributes) + len(devices[i].Capacity); n > resourceapi.ResourceSliceMaxAttributesAndCapacitiesPerDevice {
+			return fmt.Errorf("device %s: %d attributes and capacities exceed the API limit of %d", devices[i].Name, n, resourceapi.ResourceSliceMaxAttributesAndCapacitiesPerDevice)
+		}
+	}
+	return nil
+}
+
+// wholeGPUDevice is a GPU published whole.
+func wholeGPUDevice(g *gpu.GPU, parentAttrs map[resourceapi.QualifiedName]resourceapi.DeviceAttribute) resourceapi.Device {
+	attrs := withType(parentAttrs, TypeGPU, g.UUID)
+	// Upstream published "minor" on GPUs up to v25.3; it is stable (the N
+	// of /dev/nvidiaN), unlike the NVML index.
+	attrs["minor"] = integer(g.Minor)
+	return resourceapi.Device{
+		Name:       GPUDeviceName(g),
+		Attributes: attrs,
+		Capacity: map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{
+			"memory": bytesCapacity(g.MemoryBytes),
+		},
+	}
+}
+
+// migDevice is a MIG device of g. One that does not exist yet (dynamic
+// MIG: m.UUID is empty) has no uuid attribute, as upstream publishes it.
 func migDevice(g *gpu.GPU, m *gpu.MIGDevice, parentAttrs map[resourceapi.QualifiedName]resourceapi.DeviceAttribute) resourceapi.Device {
 	attrs := withType(parentAttrs, TypeMIG, m.UUID)
+	if m.UUID == "" {
+		delete(attrs, "uuid")
+	}
 	attrs["parentUUID"] = str(g.UUID)
 	// The parent's minor, not its NVML index: the index shifts when a GPU
 	// drops off the bus, and a selector pinned to it would silently move to

@@ -350,3 +350,27 @@ func TestIndex(t *testing.T) {
 		t.Error("a GPU in MIG mode must not be indexed as a whole GPU")
 	}
 }
+
+// TestIncompleteMIGDevicesAreNotPublished: a GPU instance without a compute
+// instance has no UUID and cannot run anything; neither Build nor Index
+// offers it.
+func TestIncompleteMIGDevicesAreNotPublished(t *testing.T) {
+	inv := testInventory()
+	g := &inv.GPUs[0]
+	g.MIGDevices = append(g.MIGDevices, gpu.MIGDevice{Profile: g.MIGDevices[0].Profile, Placement: gpu.Placement{Start: 5, Size: 1}, GIID: 12, CIID: -1, Incomplete: true})
+	devices, err := Build(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range devices {
+		if d.Name == "gpu-1-mig-1g10gb-19-5" {
+			t.Errorf("published the incomplete device %s", d.Name)
+		}
+	}
+	if len(devices) != 3 {
+		t.Errorf("published %d devices, want the 3 complete ones", len(devices))
+	}
+	if _, ok := Index(inv)["gpu-1-mig-1g10gb-19-5"]; ok {
+		t.Error("indexed the incomplete device")
+	}
+}

@@ -85,8 +85,9 @@ func Index(inv *gpu.Inventory) map[string]Located {
 			continue
 		}
 		for j := range g.MIGDevices {
-			m := &g.MIGDevices[j]
-			idx[MIGDeviceName(g, m)] = Located{GPU: g, MIG: m}
+			if m := &g.MIGDevices[j]; !m.Incomplete {
+				idx[MIGDeviceName(g, m)] = Located{GPU: g, MIG: m}
+			}
 		}
 	}
 	return idx

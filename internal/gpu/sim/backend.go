@@ -42,6 +42,11 @@ type Backend struct {
 	gpus   []*simGPU // PCI bus ID order
 	// faults reads the state directory's faults file; nil without one.
 	faults *faultsReader
+	// hw keeps the GPUs' mutable state in the state directory's
+	// hardware.json; nil without one (the state then lives only here).
+	hw *hardwareReader
+	// nextSerial numbers the next MIG device CreateMIGDevice makes.
+	nextSerial int
 }
 
 // simGPU is one GPU's mutable state.
@@ -49,6 +54,8 @@ type simGPU struct {
 	model *model
 	// state is what Inventory reports; state.MIGDevices is kept sorted.
 	state gpu.GPU
+	// failNextComputeInstance fails the next compute-instance create.
+	failNextComputeInstance bool
 }
 
 var _ gpu.Backend = (*Backend)(nil)
@@ -61,6 +68,9 @@ func New(opts Options) (*Backend, error) {
 	}
 	if opts.StateDir != "" {
 		b.faults = &faultsReader{path: filepath.Join(opts.StateDir, faultsFileName)}
+		if err := b.openHardware(opts.StateDir); err != nil {
+			return nil, err
+		}
 	}
 	return b, nil
 }
@@ -118,6 +128,9 @@ func (b *Backend) Inventory(ctx context.Context) (*gpu.Inventory, error) {
 	if b.closed {
 		return nil, errBackendClosed
 	}
+	if _, err := b.syncHardware(); err != nil {
+		return nil, err
+	}
 	lost, err := b.lostGPUs()
 	if err != nil {
 		return nil, err
@@ -167,11 +180,17 @@ func (b *Backend) SetComputeMode(uuid string, mode gpu.ComputeMode) error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	g, err := b.gpuByUUID(uuid)
+	err := b.mutateHardware(func() error {
+		g, err := b.gpuByUUID(uuid)
+		if err != nil {
+			return err
+		}
+		g.state.ComputeMode = mode
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("set compute mode of %s: %w", uuid, err)
 	}
-	g.state.ComputeMode = mode
 	return nil
 }
 

@@ -57,7 +57,7 @@ func TestInventoryIsADeepCopy(t *testing.T) {
 
 func TestCreatedMIGDeviceIsACopy(t *testing.T) {
 	b, gpus := migNode(t)
-	d, err := b.CreateMIGDevice(gpus[0], 9, 0)
+	d, err := create(b, gpus[0], 9, 0)
 	wantErr(t, err)
 	d.Profile.Placements[0].Start = 99
 	if got := inventory(t, b).GPUs[0].MIGDevices[0].Profile.Placements[0].Start; got != 0 {
@@ -106,14 +106,14 @@ func TestSetComputeMode(t *testing.T) {
 
 func TestClosedBackendRefusesCalls(t *testing.T) {
 	b, gpus := migNode(t)
-	mig := inventory(t, b).GPUs[1].MIGDevices[0].UUID
+	mig := inventory(t, b).GPUs[1].MIGDevices[0]
 	wantErr(t, b.Close())
 	wantErr(t, b.Close())
 	_, err := b.Inventory(context.Background())
 	wantErr(t, err, "closed")
-	_, err = b.CreateMIGDevice(gpus[0], 19, 0)
+	_, err = create(b, gpus[0], 19, 0)
 	wantErr(t, err, "closed")
-	wantErr(t, b.DestroyMIGDevice(mig), "closed")
+	wantErr(t, destroy(b, gpus[1], mig), "closed")
 	wantErr(t, b.SetMIGMode(gpus[0], false), "closed")
 	wantErr(t, b.SetComputeMode(gpus[0], gpu.ComputeModeDefault), "closed")
 }
@@ -139,7 +139,7 @@ func TestConcurrentMIGOperations(t *testing.T) {
 		wantErr(t, b.SetMIGMode(g.UUID, true))
 		for start := range 7 {
 			wg.Go(func() {
-				if _, err := b.CreateMIGDevice(g.UUID, 19, start); err != nil {
+				if _, err := create(b, g.UUID, 19, start); err != nil {
 					errs <- err
 				}
 			})
@@ -176,7 +176,7 @@ func TestConcurrentConflictingCreates(t *testing.T) {
 	won := 0
 	for range 16 {
 		wg.Go(func() {
-			if _, err := b.CreateMIGDevice(gpus[0], 0, 0); err == nil {
+			if _, err := create(b, gpus[0], 0, 0); err == nil {
 				mu.Lock()
 				won++
 				mu.Unlock()

@@ -124,21 +124,3 @@ func newSimGPU(nodeName string, index int, m *model, slot pciSlot) *simGPU {
 	}
 	return g
 }
-
-// createConfiguredMIG creates a MIG device declared in a Config, choosing the
-// first free placement when the Config names none.
-func (g *simGPU) createConfiguredMIG(nodeName string, d MIGDeviceConfig) error {
-	spec, _ := g.model.migProfileByName(d.Profile) // validated by Config.validate
-	start := 0
-	if d.Placement != nil {
-		start = *d.Placement
-	} else {
-		free, ok := g.firstFreePlacement(spec)
-		if !ok {
-			return fmt.Errorf("no free placement for %s on %s", d.Profile, g.state.UUID)
-		}
-		start = free
-	}
-	_, err := g.createMIG(nodeName, spec, start)
-	return err
-}

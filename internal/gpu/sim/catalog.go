@@ -56,6 +56,16 @@ func (m *model) migProfileByName(name string) (migProfileSpec, bool) {
 	return migProfileSpec{}, false
 }
 
+// migProfileByID finds a profile by its GPU-instance profile ID.
+func (m *model) migProfileByID(id int) (migProfileSpec, bool) {
+	for _, p := range m.migProfiles {
+		if p.profile.GIProfileID == id {
+			return p, true
+		}
+	}
+	return migProfileSpec{}, false
+}
+
 func (m *model) migProfileNames() []string {
 	names := make([]string, 0, len(m.migProfiles))
 	for _, p := range m.migProfiles {

@@ -142,7 +142,7 @@ func InjectFault(stateDir string, f Fault) error {
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return fmt.Errorf("inject %s fault on %s: %w", f.Kind, f.GPU, err)
 	}
-	err := withFaultsLock(stateDir, func() error {
+	err := faultsState.withLock(stateDir, func() error {
 		faults, err := ReadFaults(stateDir)
 		if err != nil {
 			return fmt.Errorf("%w (fix the file, or reset it with gpudra sim clear --all)", err)
@@ -170,7 +170,7 @@ func ClearFaults(stateDir string, gpuUUID string) error {
 	if _, err := os.Stat(stateDir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	err := withFaultsLock(stateDir, func() error {
+	err := faultsState.withLock(stateDir, func() error {
 		if gpuUUID == "" {
 			return writeFaults(stateDir, nil)
 		}

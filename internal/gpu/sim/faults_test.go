@@ -72,19 +72,19 @@ func TestLostGPURefusesOperationsUntilCleared(t *testing.T) {
 	b, dir := newStateNode(t, "mixed")
 	inv := inventory(t, b)
 	migGPU, wholeGPU, other := inv.GPUs[0], inv.GPUs[2], inv.GPUs[3]
-	mig := migGPU.MIGDevices[0].UUID
+	mig := migGPU.MIGDevices[0]
 	inject(t, dir, Fault{Kind: FaultLost, GPU: migGPU.UUID})
 	inject(t, dir, Fault{Kind: FaultLost, GPU: wholeGPU.UUID})
 
-	_, err := b.CreateMIGDevice(migGPU.UUID, 19, 3)
-	wantErr(t, err, "create MIG device on "+migGPU.UUID, "is lost", "GPU_IS_LOST")
-	wantErr(t, b.DestroyMIGDevice(mig), "destroy MIG device "+mig, "is lost")
+	_, err := create(b, migGPU.UUID, 19, 3)
+	wantErr(t, err, "create MIG device "+migGPU.UUID, "is lost", "GPU_IS_LOST")
+	wantErr(t, destroy(b, migGPU.UUID, mig), "destroy MIG device "+migGPU.UUID, "is lost")
 	wantErr(t, b.SetMIGMode(wholeGPU.UUID, true), "is lost")
 	wantErr(t, b.SetComputeMode(wholeGPU.UUID, gpu.ComputeModeExclusiveProcess), "is lost")
 	wantErr(t, b.SetComputeMode(other.UUID, gpu.ComputeModeExclusiveProcess))
 
 	clearFaults(t, dir, "")
-	wantErr(t, b.DestroyMIGDevice(mig))
+	wantErr(t, destroy(b, migGPU.UUID, mig))
 	wantErr(t, b.SetComputeMode(wholeGPU.UUID, gpu.ComputeModeExclusiveProcess))
 	after := inventory(t, b)
 	if len(after.Unavailable) != 0 || len(after.GPUs) != len(inv.GPUs) {

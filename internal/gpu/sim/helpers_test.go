@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -24,6 +25,20 @@ func newFromConfig(t *testing.T, cfg *Config) *Backend {
 		t.Fatalf("NewFromConfig: %v", err)
 	}
 	return b
+}
+
+// slotAt is the slot of a profile at a placement start; Create checks the
+// size only when one is given.
+func slotAt(parent string, giProfileID, start int) gpu.MIGSlot {
+	return gpu.MIGSlot{ParentUUID: parent, GIProfileID: giProfileID, Placement: gpu.Placement{Start: start}}
+}
+
+func create(b *Backend, parent string, giProfileID, start int) (gpu.MIGDevice, error) {
+	return b.CreateMIGDevice(context.Background(), slotAt(parent, giProfileID, start))
+}
+
+func destroy(b *Backend, parent string, d gpu.MIGDevice) error {
+	return b.DestroyMIGDevice(context.Background(), gpu.SlotOf(parent, d))
 }
 
 func inventory(t *testing.T, b *Backend) *gpu.Inventory {
@@ -53,4 +68,9 @@ func wantErr(t *testing.T, err error, want ...string) {
 			t.Fatalf("error %q does not contain %q", err, w)
 		}
 	}
+}
+
+func jsonIndent(v any) ([]byte, error) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	return append(data, '\n'), err
 }

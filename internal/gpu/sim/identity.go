@@ -14,11 +14,17 @@ func gpuUUID(nodeName string, index int) string {
 	return "GPU-" + hashUUID("gpu", nodeName, strconv.Itoa(index))
 }
 
-// migUUID derives a MIG device's UUID from what places it: recreating the
-// same profile at the same placement yields the same UUID, as a checkpoint
-// written before a restart expects.
+// migUUID derives the UUID of a MIG device a Config declares from what
+// places it, so the same config builds the same node (and a plugin without
+// a state directory sees the same devices after a restart).
 func migUUID(nodeName string, parentIndex, giProfileID, placementStart int) string {
 	return "MIG-" + hashUUID("mig", nodeName, strconv.Itoa(parentIndex), strconv.Itoa(giProfileID), strconv.Itoa(placementStart))
+}
+
+// createdMIGUUID is the UUID of the serial-th MIG device made on the node
+// after it was built: every device made gets a new one, as on hardware.
+func createdMIGUUID(nodeName string, serial int) string {
+	return "MIG-" + hashUUID("mig-created", nodeName, strconv.Itoa(serial))
 }
 
 // hashUUID formats the first 16 bytes of a SHA-256 over the parts as

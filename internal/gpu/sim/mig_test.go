@@ -1,7 +1,10 @@
 package sim
 
 import (
+	"errors"
 	"testing"
+
+	"github.com/gpudra/gpudra/internal/gpu"
 )
 
 // migNode returns a backend with two H100s in MIG mode (the second holding a
@@ -23,9 +26,9 @@ func migNode(t *testing.T) (*Backend, []string) {
 
 func TestCreateAndDestroyMIGDevice(t *testing.T) {
 	b, gpus := migNode(t)
-	small, err := b.CreateMIGDevice(gpus[0], 19, 6)
+	small, err := create(b, gpus[0], 19, 6)
 	wantErr(t, err)
-	big, err := b.CreateMIGDevice(gpus[0], 9, 0)
+	big, err := create(b, gpus[0], 9, 0)
 	wantErr(t, err)
 	if big.Profile.Name != "3g.40gb" || big.Placement.Start != 0 || big.Placement.Size != 3 || big.GIID != 1 || big.CIID != 0 {
 		t.Errorf("created %+v", big)
@@ -39,15 +42,19 @@ func TestCreateAndDestroyMIGDevice(t *testing.T) {
 		t.Fatalf("inventory MIG devices %+v, want the 3g.40gb at 0 before the 1g.10gb at 6", got)
 	}
 
-	wantErr(t, b.DestroyMIGDevice(small.UUID))
-	wantErr(t, b.DestroyMIGDevice(small.UUID), "no such MIG device")
+	wantErr(t, destroy(b, gpus[0], small))
+	err = destroy(b, gpus[0], small)
+	wantErr(t, err, "destroy MIG device "+gpus[0]+" profile 19 at placement 6+1", "no GPU instance at this placement")
+	if !errors.Is(err, gpu.ErrMIGNotFound) {
+		t.Errorf("destroying twice: %v does not wrap ErrMIGNotFound", err)
+	}
 	if got := inventory(t, b).GPUs[0].MIGDevices; len(got) != 1 || got[0].UUID != big.UUID {
 		t.Errorf("after destroy: %+v", got)
 	}
-	again, err := b.CreateMIGDevice(gpus[0], 19, 6)
+	again, err := create(b, gpus[0], 19, 6)
 	wantErr(t, err)
-	if again.UUID != small.UUID {
-		t.Errorf("recreated MIG device has UUID %s, want %s", again.UUID, small.UUID)
+	if again.UUID == small.UUID || !migUUIDPattern.MatchString(again.UUID) {
+		t.Errorf("re-created MIG device has UUID %s; a new device must get a new UUID (the old one was %s)", again.UUID, small.UUID)
 	}
 }
 
@@ -70,7 +77,7 @@ func TestCreateMIGDeviceRefusals(t *testing.T) {
 		{
 			name: "instance count",
 			setup: func(b *Backend, gpus []string) error {
-				_, err := b.CreateMIGDevice(gpus[0], 20, 0)
+				_, err := create(b, gpus[0], 20, 0)
 				return err
 			},
 			gpu: 0, profile: 20, start: 1, want: []string{"1 of at most 1 1g.10gb+me instances exist"},
@@ -87,7 +94,7 @@ func TestCreateMIGDeviceRefusals(t *testing.T) {
 				parent = gpus[tt.gpu]
 			}
 			before := inventory(t, b)
-			_, err := b.CreateMIGDevice(parent, tt.profile, tt.start)
+			_, err := create(b, parent, tt.profile, tt.start)
 			wantErr(t, err, tt.want...)
 			after := inventory(t, b)
 			for i := range before.GPUs {
@@ -102,7 +109,7 @@ func TestCreateMIGDeviceRefusals(t *testing.T) {
 func TestCreateMIGDeviceOnMIGUUIDNamesTheParent(t *testing.T) {
 	b, gpus := migNode(t)
 	mig := inventory(t, b).GPUs[1].MIGDevices[0].UUID
-	_, err := b.CreateMIGDevice(mig, 19, 0)
+	_, err := create(b, mig, 19, 0)
 	wantErr(t, err, mig+" is a MIG device of "+gpus[1])
 }
 
@@ -134,10 +141,10 @@ func TestSetMIGMode(t *testing.T) {
 func TestDisableMIGAfterDestroyingDevices(t *testing.T) {
 	b, gpus := migNode(t)
 	for _, d := range inventory(t, b).GPUs[1].MIGDevices {
-		wantErr(t, b.DestroyMIGDevice(d.UUID))
+		wantErr(t, destroy(b, gpus[1], d))
 	}
 	wantErr(t, b.SetMIGMode(gpus[1], false))
-	_, err := b.CreateMIGDevice(gpus[1], 19, 0)
+	_, err := create(b, gpus[1], 19, 0)
 	wantErr(t, err, "MIG mode is disabled")
 }
 
@@ -154,7 +161,7 @@ func TestGIIDFollowsPlacement(t *testing.T) {
 	}
 	for _, tt := range tests {
 		b, gpus := migNode(t)
-		d, err := b.CreateMIGDevice(gpus[0], tt.profile, tt.start)
+		d, err := create(b, gpus[0], tt.profile, tt.start)
 		wantErr(t, err)
 		if d.GIID != tt.want {
 			t.Errorf("profile %d at %d: GIID %d, want %d", tt.profile, tt.start, d.GIID, tt.want)

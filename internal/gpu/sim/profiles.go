@@ -26,6 +26,12 @@ var nodeProfiles = map[string]nodeProfile{
 		config: Config{GPUs: []GPUConfig{{Model: "h100-sxm5-80gb", Count: ptr(8)}}},
 		slots:  dgxHopperSlots,
 	},
+	// dgxh100-mig is a DGX H100 with MIG mode on and nothing cut: the node
+	// dynamic MIG cuts on demand.
+	"dgxh100-mig": {
+		config: Config{GPUs: []GPUConfig{{Model: "h100-sxm5-80gb", Count: ptr(8), MIGEnabled: true}}},
+		slots:  dgxHopperSlots,
+	},
 	"dgxh200": {
 		config: Config{GPUs: []GPUConfig{{Model: "h200-sxm5-141gb", Count: ptr(8)}}},
 		slots:  dgxHopperSlots,

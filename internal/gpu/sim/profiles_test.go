@@ -20,6 +20,7 @@ func TestProfilesBuild(t *testing.T) {
 	}{
 		{"dgxa100", repeat("NVIDIA A100-SXM4-40GB", 8), 40960, "Ampere", "550.54.15", gpu.Version{Major: 12, Minor: 4}, []int{0, 0, 0, 0, 1, 1, 1, 1}},
 		{"dgxh100", repeat("NVIDIA H100 80GB HBM3", 8), 81920, "Hopper", "550.54.15", gpu.Version{Major: 12, Minor: 4}, []int{0, 0, 0, 0, 1, 1, 1, 1}},
+		{"dgxh100-mig", repeat("NVIDIA H100 80GB HBM3", 8), 81920, "Hopper", "550.54.15", gpu.Version{Major: 12, Minor: 4}, []int{0, 0, 0, 0, 1, 1, 1, 1}},
 		{"dgxh200", repeat("NVIDIA H200 141GB HBM3e", 8), 144384, "Hopper", "550.54.15", gpu.Version{Major: 12, Minor: 4}, []int{0, 0, 0, 0, 1, 1, 1, 1}},
 		{"dgxb200", repeat("NVIDIA B200 180GB HBM3e", 8), 184320, "Blackwell", "560.28.03", gpu.Version{Major: 12, Minor: 6}, []int{0, 0, 0, 0, 1, 1, 1, 1}},
 		{"l4x4", repeat("NVIDIA L4", 4), 23034, "Ada Lovelace", "550.54.15", gpu.Version{Major: 12, Minor: 4}, []int{0, 0, 1, 1}},

@@ -15,15 +15,29 @@ import (
 )
 
 // This file owns the state directory's file mechanics: writers serialise on
-// an flock and replace faults.json atomically; a Backend re-reads it only
-// when it changed.
+// an flock and replace a file (faults.json, hardware.json) atomically; a
+// Backend re-reads one only when it changed.
 
-// withFaultsLock runs fn holding an exclusive flock on <stateDir>/faults.lock,
-// so concurrent writers (two gpudra sim commands, a test and an operator)
-// never lose each other's read-modify-write. Readers need no lock: the file
-// is replaced by rename, so they see the old or the new file, never a mix.
-func withFaultsLock(stateDir string, fn func() error) error {
-	path := filepath.Join(stateDir, faultsLockName)
+// stateFile names one file of the state directory and its companions.
+type stateFile struct {
+	name       string // e.g. faults.json
+	lockName   string // flock writers hold
+	tempPrefix string // temp files a writer renames over name
+}
+
+var (
+	faultsState   = stateFile{name: faultsFileName, lockName: faultsLockName, tempPrefix: faultsTempPrefix}
+	hardwareState = stateFile{name: hardwareFileName, lockName: hardwareLockName, tempPrefix: hardwareTempPrefix}
+)
+
+// withLock runs fn holding an exclusive flock on <stateDir>/<lockName>, so
+// concurrent writers (two gpudra sim commands, a test and an operator, two
+// backends over one node) never lose each other's read-modify-write.
+// Readers need no lock: the file is replaced by rename, so they see the old
+// or the new file, never a mix. The flock belongs to the open file, so two
+// backends in one process exclude each other too.
+func (sf stateFile) withLock(stateDir string, fn func() error) error {
+	path := filepath.Join(stateDir, sf.lockName)
 	lock, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return fmt.Errorf("open lock: %w", err)
@@ -41,15 +55,8 @@ func withFaultsLock(stateDir string, fn func() error) error {
 	return fn()
 }
 
-// writeFaults replaces faults.json durably: temp file, fsync, rename, fsync
-// directory (what internal/fsutil.WriteFileAtomic does, kept here because
-// that package's signature is in flux). The caller holds the lock, so temp
-// files left by a writer that crashed are removed first.
-//
-// The new file's mtime is set later than the old one's, even when the
-// filesystem's clock ticks coarsely: with a new inode, that guarantees the
-// (inode, size, mtime) a Backend compares changes on every write.
-func writeFaults(stateDir string, faults []Fault) (err error) {
+// writeFaults replaces faults.json; the caller holds its lock.
+func writeFaults(stateDir string, faults []Fault) error {
 	if faults == nil {
 		faults = []Fault{}
 	}
@@ -57,18 +64,29 @@ func writeFaults(stateDir string, faults []Fault) (err error) {
 	if err != nil {
 		return fmt.Errorf("encode faults: %w", err)
 	}
-	data = append(data, '\n')
-	if err := removeStaleTemps(stateDir); err != nil {
+	return faultsState.write(stateDir, append(data, '\n'))
+}
+
+// write replaces the file durably: temp file, fsync, rename, fsync directory
+// (what internal/fsutil.WriteFileAtomic does, kept here because that
+// package's signature is in flux). The caller holds the lock, so temp files
+// left by a writer that crashed are removed first.
+//
+// The new file's mtime is set later than the old one's, even when the
+// filesystem's clock ticks coarsely: with a new inode, that guarantees the
+// (inode, size, mtime) a Backend compares changes on every write.
+func (sf stateFile) write(stateDir string, data []byte) (err error) {
+	if err := sf.removeStaleTemps(stateDir); err != nil {
 		return err
 	}
 
-	path := filepath.Join(stateDir, faultsFileName)
+	path := filepath.Join(stateDir, sf.name)
 	mtime := time.Now()
 	if old, err := os.Stat(path); err == nil && !mtime.After(old.ModTime()) {
 		mtime = old.ModTime().Add(time.Microsecond)
 	}
 
-	tmp, err := os.CreateTemp(stateDir, faultsTempPrefix+"*")
+	tmp, err := os.CreateTemp(stateDir, sf.tempPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("create temp file for %s: %w", path, err)
 	}
@@ -107,13 +125,13 @@ func writeFaults(stateDir string, faults []Fault) (err error) {
 	return nil
 }
 
-func removeStaleTemps(stateDir string) error {
+func (sf stateFile) removeStaleTemps(stateDir string) error {
 	entries, err := os.ReadDir(stateDir)
 	if err != nil {
 		return fmt.Errorf("list %s: %w", stateDir, err)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), faultsTempPrefix) {
+		if strings.HasPrefix(e.Name(), sf.tempPrefix) {
 			if err := os.Remove(filepath.Join(stateDir, e.Name())); err != nil {
 				return fmt.Errorf("remove stale temp file: %w", err)
 			}
@@ -122,7 +140,7 @@ func removeStaleTemps(stateDir string) error {
 	return nil
 }
 
-// fileVersion identifies one version of faults.json without reading it.
+// fileVersion identifies one version of a state file without reading it.
 type fileVersion struct {
 	dev, ino   uint64
 	size       int64
