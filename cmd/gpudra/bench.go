@@ -21,7 +21,7 @@ func benchCommand() *cobra.Command {
 		Use:   "bench",
 		Short: "Benchmarks: prepare/unprepare latency, plugin startup, scheduler allocation over our slices",
 	}
-	cmd.AddCommand(benchPrepareCommand(), benchStartupCommand(), benchAllocateCommand(), benchCrashCommand(), benchSoakCommand())
+	cmd.AddCommand(benchPrepareCommand(), benchStartupCommand(), benchAllocateCommand(), benchPackCommand(), benchCrashCommand(), benchSoakCommand())
 	return cmd
 }
 

@@ -191,18 +191,18 @@ func BuildDynamic(inv *gpu.Inventory, opts DynamicOptions) (*Published, error) {
 
 	out := &Published{}
 	out.Devices = append(out.Devices, plain...)
-	for _, d := range slices.Backward(fresh) {
-		out.Devices = append(out.Devices, d.fullDevice())
-	}
-	for _, d := range fresh {
-		out.Devices = append(out.Devices, d.frontier...)
-	}
 	slices.SortStableFunc(cut, func(a, b *dynGPU) int { return cmp.Compare(b.occupiedSlices(), a.occupiedSlices()) })
 	for _, d := range cut {
 		out.Devices = append(out.Devices, d.frontier...)
 	}
 	for _, d := range openGPUs {
 		out.Devices = append(out.Devices, d.frontier...)
+	}
+	for _, d := range fresh {
+		out.Devices = append(out.Devices, d.frontier...)
+	}
+	for _, d := range slices.Backward(fresh) {
+		out.Devices = append(out.Devices, d.fullDevice())
 	}
 	for _, d := range openGPUs {
 		out.Devices = append(out.Devices, d.fullDevice())
@@ -384,6 +384,13 @@ func (d *dynGPU) migDevice(p gpu.MIGProfile, pl gpu.Placement, name string) reso
 		m.UUID = inst.UUID
 	}
 	dev := migDevice(d.g, &m, d.attrs)
+	// The memory-slice counters say which slices the device spans; the
+	// per-slice capacities static MIG publishes would only make every CEL
+	// evaluation of the device dearer (the allocator copies each capacity
+	// into a map per evaluation). Upstream's dynamic devices lack them too.
+	for i := pl.Start; i < pl.Start+pl.Size; i++ {
+		delete(dev.Capacity, MemorySliceCapacityName(i))
+	}
 	dev.ConsumesCounters = d.consumes(pl)
 	return dev
 }

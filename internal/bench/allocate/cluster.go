@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/gpudra/gpudra/internal/devicemodel"
+	"github.com/gpudra/gpudra/internal/gpu"
 	"github.com/gpudra/gpudra/internal/gpu/sim"
 )
 
@@ -28,7 +29,14 @@ const (
 type Cluster struct {
 	Nodes  []*corev1.Node
 	Slices []*resourceapi.ResourceSlice
+	// Republish, when set, is what the nodes' plugins publish after the
+	// scheduler allocated devices on them (dynamic MIG republishes the
+	// placements still free). Nil: slices never change.
+	Republish RepublishFunc
 }
+
+// RepublishFunc returns a node's slices given all devices allocated on it.
+type RepublishFunc func(node string, allocated []string) ([]*resourceapi.ResourceSlice, error)
 
 // BuildCluster builds n simulated nodes of a case and the ResourceSlices
 // gpudra would publish for them.
@@ -112,4 +120,68 @@ func (cl *Cluster) Devices() int {
 		n += len(s.Spec.Devices)
 	}
 	return n
+}
+
+// NodeCluster is a cluster of one simulated node named name. With dynamic
+// set, the node is published by devicemodel.BuildDynamic and republished
+// after every allocation on it; otherwise by devicemodel.Build, once.
+func NodeCluster(ctx context.Context, name string, cfg *sim.Config, dynamic *devicemodel.DynamicOptions) (*Cluster, error) {
+	if dynamic == nil {
+		sl, err := nodeSlices(ctx, name, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return &Cluster{Nodes: []*corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: name}}}, Slices: sl}, nil
+	}
+	backend, err := sim.NewFromConfig(name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	inv, err := backend.Inventory(ctx)
+	_ = backend.Close()
+	if err != nil {
+		return nil, err
+	}
+	publish := func(node string, held []string) ([]*resourceapi.ResourceSlice, error) {
+		return publishDynamic(inv, *dynamic, node, held)
+	}
+	sl, err := publish(name, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Cluster{Nodes: []*corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: name}}}, Slices: sl, Republish: publish}, nil
+}
+
+// Scheduler places claims one at a time as the scheduler places pods (see
+// the package comment), republishing nodes whose Cluster says so.
+type Scheduler struct{ s *scheduler }
+
+// NewScheduler schedules onto cl with kube-scheduler's feasible-node rule.
+func NewScheduler(cl *Cluster) *Scheduler { return &Scheduler{s: newScheduler(cl, 0)} }
+
+// Schedule places one claim; nil means no node fits it.
+func (s *Scheduler) Schedule(ctx context.Context, claim *resourceapi.ResourceClaim) (*Placement, error) {
+	if err := s.s.compile(claim); err != nil {
+		return nil, err
+	}
+	p, err := s.s.schedule(ctx, claim)
+	if err != nil || p == nil {
+		return p, err
+	}
+	return p, s.s.republished(p.Node, p.Devices)
+}
+
+// publishDynamic is what a dynamic-MIG node publishes with held devices.
+func publishDynamic(inv *gpu.Inventory, o devicemodel.DynamicOptions, node string, held []string) ([]*resourceapi.ResourceSlice, error) {
+	o.Held = held
+	p, err := devicemodel.BuildDynamic(inv, o)
+	if err != nil {
+		return nil, err
+	}
+	list := devicemodel.ResourceSlices(DriverName, node, p.DriverResources(node))
+	out := make([]*resourceapi.ResourceSlice, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
 }

@@ -113,6 +113,9 @@ func (r *run) step(ctx context.Context) error {
 		r.res.ClusterFull, r.done = true, true
 		return nil
 	}
+	if err := r.sched.republished(p.Node, p.Devices); err != nil {
+		return fmt.Errorf("case %s, %s layout: %w", r.opts.Case.Name, r.layout, err)
+	}
 	r.latencies = append(r.latencies, elapsed)
 	r.total += elapsed
 	r.filtered += p.NodesFiltered
