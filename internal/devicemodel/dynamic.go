@@ -122,11 +122,14 @@ type dynGPU struct {
 //     holds are not published and their slices count as taken.
 //
 // The scheduler takes the first device that fits, so the order packs:
-// whole GPUs not in MIG mode, then untouched GPUs whole (the last GPU
-// first), then GPUs already cut (the fullest first; within one, smaller
-// profiles first, and of a profile the placement that blocks the fewest
-// free placements of larger profiles), then the open GPUs' MIG devices and
-// the open GPUs whole, then held devices. MIG device names are the static
+// whole GPUs not in MIG mode, then GPUs already cut (the fullest first;
+// within one, smaller profiles first, and of a profile the placement that
+// blocks the fewest free placements of larger profiles), then the open
+// GPUs' MIG devices, then untouched GPUs whole (the last GPU first, so the
+// open GPU goes last), then held devices. MIG devices come before whole
+// GPUs because the allocator evaluates the class selector of every device
+// it passes, and most claims ask for small MIG devices: a 1g claim then
+// stops at the first device of an empty node (see BENCHMARKS.md). MIG device names are the static
 // names (gpu-<minor>-mig-<profile>-<profileID>-<start>), so prepare can read
 // the placement from an allocation made from an older slice.
 func BuildDynamic(inv *gpu.Inventory, opts DynamicOptions) (*Published, error) {

@@ -82,67 +82,68 @@ func TestBuildDynamicLayouts(t *testing.T) {
 		want []string
 	}{
 		{
-			name: "empty node: others whole, the last GPU first; GPU 0 open, whole last",
-			want: concat(wholeRest, gpu0All, []string{"gpu-0"}),
+			name: "empty node: GPU 0 open, then the others whole (the last GPU first), GPU 0 whole last",
+			want: concat(gpu0All, wholeRest, []string{"gpu-0"}),
 		},
 		{
 			name: "one per profile",
 			opts: DynamicOptions{PerProfile: 1},
-			want: concat(wholeRest, []string{"gpu-0-mig-1g10gb-19-6", "gpu-0-mig-2g20gb-14-4", "gpu-0-mig-3g40gb-9-4", "gpu-0-mig-4g40gb-5-0", "gpu-0-mig-7g80gb-0-0", "gpu-0"}),
+			want: concat([]string{"gpu-0-mig-1g10gb-19-6", "gpu-0-mig-2g20gb-14-4", "gpu-0-mig-3g40gb-9-4", "gpu-0-mig-4g40gb-5-0", "gpu-0-mig-7g80gb-0-0"}, wholeRest, []string{"gpu-0"}),
 		},
 		{
 			name: "a held 1g cuts GPU 0: free placements only, best fit next to it; GPU 1 opens",
 			opts: DynamicOptions{PerProfile: 1, Held: []string{"gpu-0-mig-1g10gb-19-6"}},
-			want: concat(wholeRest[:6],
+			want: concat(
 				[]string{"gpu-0-mig-1g10gb-19-5", "gpu-0-mig-2g20gb-14-4", "gpu-0-mig-3g40gb-9-0", "gpu-0-mig-4g40gb-5-0"},
-				[]string{"gpu-1-mig-1g10gb-19-6", "gpu-1-mig-2g20gb-14-4", "gpu-1-mig-3g40gb-9-4", "gpu-1-mig-4g40gb-5-0", "gpu-1-mig-7g80gb-0-0", "gpu-1"},
-				[]string{"gpu-0-mig-1g10gb-19-6"}),
+				[]string{"gpu-1-mig-1g10gb-19-6", "gpu-1-mig-2g20gb-14-4", "gpu-1-mig-3g40gb-9-4", "gpu-1-mig-4g40gb-5-0", "gpu-1-mig-7g80gb-0-0"},
+				wholeRest[:6], []string{"gpu-1", "gpu-0-mig-1g10gb-19-6"}),
 		},
 		{
 			name: "the fuller cut GPU first",
 			opts: DynamicOptions{PerProfile: 1, Held: []string{"gpu-0-mig-1g10gb-19-6", "gpu-1-mig-4g40gb-5-0"}},
-			want: concat(wholeRest[:5],
+			want: concat(
 				[]string{"gpu-1-mig-1g10gb-19-6", "gpu-1-mig-2g20gb-14-4", "gpu-1-mig-3g40gb-9-4"},
 				[]string{"gpu-0-mig-1g10gb-19-5", "gpu-0-mig-2g20gb-14-4", "gpu-0-mig-3g40gb-9-0", "gpu-0-mig-4g40gb-5-0"},
-				[]string{"gpu-2-mig-1g10gb-19-6", "gpu-2-mig-2g20gb-14-4", "gpu-2-mig-3g40gb-9-4", "gpu-2-mig-4g40gb-5-0", "gpu-2-mig-7g80gb-0-0", "gpu-2"},
-				[]string{"gpu-0-mig-1g10gb-19-6", "gpu-1-mig-4g40gb-5-0"}),
+				[]string{"gpu-2-mig-1g10gb-19-6", "gpu-2-mig-2g20gb-14-4", "gpu-2-mig-3g40gb-9-4", "gpu-2-mig-4g40gb-5-0", "gpu-2-mig-7g80gb-0-0"},
+				wholeRest[:5], []string{"gpu-2", "gpu-0-mig-1g10gb-19-6", "gpu-1-mig-4g40gb-5-0"}),
 		},
 		{
 			name: "a held whole GPU offers nothing else",
 			opts: DynamicOptions{PerProfile: 1, Held: []string{"gpu-0"}},
-			want: concat(wholeRest[:6],
-				[]string{"gpu-1-mig-1g10gb-19-6", "gpu-1-mig-2g20gb-14-4", "gpu-1-mig-3g40gb-9-4", "gpu-1-mig-4g40gb-5-0", "gpu-1-mig-7g80gb-0-0", "gpu-1"},
-				[]string{"gpu-0"}),
+			want: concat(
+				[]string{"gpu-1-mig-1g10gb-19-6", "gpu-1-mig-2g20gb-14-4", "gpu-1-mig-3g40gb-9-4", "gpu-1-mig-4g40gb-5-0", "gpu-1-mig-7g80gb-0-0"},
+				wholeRest[:6], []string{"gpu-1", "gpu-0"}),
 		},
 		{
 			name: "an instance no claim holds is not published and takes its slices",
 			cuts: []string{"0 3g.40gb@0"},
 			opts: DynamicOptions{PerProfile: 1},
 			// Slice 3 is the one no larger profile can use any more.
-			want: concat(wholeRest[:6],
+			want: concat(
 				[]string{"gpu-0-mig-1g10gb-19-3", "gpu-0-mig-2g20gb-14-4", "gpu-0-mig-3g40gb-9-4"},
-				[]string{"gpu-1-mig-1g10gb-19-6", "gpu-1-mig-2g20gb-14-4", "gpu-1-mig-3g40gb-9-4", "gpu-1-mig-4g40gb-5-0", "gpu-1-mig-7g80gb-0-0", "gpu-1"}),
+				[]string{"gpu-1-mig-1g10gb-19-6", "gpu-1-mig-2g20gb-14-4", "gpu-1-mig-3g40gb-9-4", "gpu-1-mig-4g40gb-5-0", "gpu-1-mig-7g80gb-0-0"},
+				wholeRest[:6], []string{"gpu-1"}),
 		},
 		{
 			name: "kept devices stay while their slots are free",
 			opts: DynamicOptions{PerProfile: 1, Held: []string{"gpu-0-mig-1g10gb-19-6"}, Keep: []string{"gpu-0-mig-7g80gb-0-0", "gpu-0-mig-1g10gb-19-0", "gpu-0"}},
-			want: concat(wholeRest[:6],
+			want: concat(
 				[]string{"gpu-0-mig-1g10gb-19-5", "gpu-0-mig-2g20gb-14-4", "gpu-0-mig-3g40gb-9-0", "gpu-0-mig-4g40gb-5-0", "gpu-0-mig-1g10gb-19-0"},
-				[]string{"gpu-1-mig-1g10gb-19-6", "gpu-1-mig-2g20gb-14-4", "gpu-1-mig-3g40gb-9-4", "gpu-1-mig-4g40gb-5-0", "gpu-1-mig-7g80gb-0-0", "gpu-1"},
-				[]string{"gpu-0-mig-1g10gb-19-6"}),
+				[]string{"gpu-1-mig-1g10gb-19-6", "gpu-1-mig-2g20gb-14-4", "gpu-1-mig-3g40gb-9-4", "gpu-1-mig-4g40gb-5-0", "gpu-1-mig-7g80gb-0-0"},
+				wholeRest[:6], []string{"gpu-1", "gpu-0-mig-1g10gb-19-6"}),
 		},
 		{
 			name: "a kept device of a GPU no longer open stays",
 			opts: DynamicOptions{PerProfile: 1, Held: []string{"gpu-1-mig-7g80gb-0-0"}, Keep: []string{"gpu-2-mig-2g20gb-14-0"}},
-			want: concat([]string{"gpu-7", "gpu-6", "gpu-5", "gpu-4", "gpu-3", "gpu-2"},
+			want: concat(
+				[]string{"gpu-0-mig-1g10gb-19-6", "gpu-0-mig-2g20gb-14-4", "gpu-0-mig-3g40gb-9-4", "gpu-0-mig-4g40gb-5-0", "gpu-0-mig-7g80gb-0-0"},
 				[]string{"gpu-2-mig-2g20gb-14-0"},
-				[]string{"gpu-0-mig-1g10gb-19-6", "gpu-0-mig-2g20gb-14-4", "gpu-0-mig-3g40gb-9-4", "gpu-0-mig-4g40gb-5-0", "gpu-0-mig-7g80gb-0-0", "gpu-0"},
-				[]string{"gpu-1-mig-7g80gb-0-0"}),
+				[]string{"gpu-7", "gpu-6", "gpu-5", "gpu-4", "gpu-3", "gpu-2"}, []string{"gpu-0", "gpu-1-mig-7g80gb-0-0"}),
 		},
 		{
 			name: "two open GPUs",
 			opts: DynamicOptions{PerProfile: 1, OpenGPUs: 2, Profiles: []string{"1g.10gb"}},
-			want: concat([]string{"gpu-7", "gpu-6", "gpu-5", "gpu-4", "gpu-3", "gpu-2"}, []string{"gpu-0-mig-1g10gb-19-6", "gpu-1-mig-1g10gb-19-6", "gpu-0", "gpu-1"}),
+			want: concat([]string{"gpu-0-mig-1g10gb-19-6", "gpu-1-mig-1g10gb-19-6"}, []string{"gpu-7", "gpu-6", "gpu-5", "gpu-4", "gpu-3", "gpu-2"}, []string{"gpu-0", "gpu-1"}),
 		},
 	}
 	for _, tt := range tests {
