@@ -56,6 +56,21 @@ type Device struct {
 	ParentUUID   string
 	CDIDeviceIDs []string
 	AdminAccess  bool
+	// MIG is set for a device that prepare cuts (dynamic MIG): the MIG
+	// device it makes, recorded before it exists. UUID is set once it does.
+	MIG *MIGSlot
+}
+
+// MIGSlot is where a MIG device that prepare makes goes.
+type MIGSlot struct {
+	// ParentUUID is the GPU cut.
+	ParentUUID string
+	// Profile is the profile's name (for people), GIProfileID its ID.
+	Profile     string
+	GIProfileID int
+	// PlacementStart and PlacementSize are the memory slices it spans.
+	PlacementStart int
+	PlacementSize  int
 }
 
 // validate checks what the store relies on: records are keyed by UID, and
@@ -85,6 +100,10 @@ func (c Claim) normalized() Claim {
 	}
 	c.Devices = slices.Clone(c.Devices)
 	for i := range c.Devices {
+		if m := c.Devices[i].MIG; m != nil {
+			copied := *m
+			c.Devices[i].MIG = &copied
+		}
 		if len(c.Devices[i].CDIDeviceIDs) == 0 {
 			c.Devices[i].CDIDeviceIDs = nil
 		} else {

@@ -99,6 +99,17 @@ type deviceV1 struct {
 	ParentUUID   string   `json:"parentUUID,omitempty"`
 	CDIDeviceIDs []string `json:"cdiDeviceIDs,omitempty"`
 	AdminAccess  bool     `json:"adminAccess,omitempty"`
+	// MIG was added in v1 without a version bump: decoders before it
+	// ignore it, and they had no dynamic MIG to misread it for.
+	MIG *migSlotV1 `json:"mig,omitempty"`
+}
+
+type migSlotV1 struct {
+	ParentUUID     string `json:"parentUUID"`
+	Profile        string `json:"profile,omitempty"`
+	GIProfileID    int    `json:"giProfileID"`
+	PlacementStart int    `json:"placementStart"`
+	PlacementSize  int    `json:"placementSize"`
 }
 
 func decodeV1(data []byte) (contents, error) {
@@ -144,6 +155,7 @@ func toV1(c Claim) claimV1 {
 			ParentUUID:   d.ParentUUID,
 			CDIDeviceIDs: d.CDIDeviceIDs,
 			AdminAccess:  d.AdminAccess,
+			MIG:          (*migSlotV1)(d.MIG),
 		})
 	}
 	return rec
@@ -168,6 +180,7 @@ func fromV1(rec claimV1) Claim {
 			ParentUUID:   d.ParentUUID,
 			CDIDeviceIDs: d.CDIDeviceIDs,
 			AdminAccess:  d.AdminAccess,
+			MIG:          (*MIGSlot)(d.MIG),
 		})
 	}
 	return c

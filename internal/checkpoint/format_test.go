@@ -141,7 +141,7 @@ func TestEncodeIsDeterministicAndDecodable(t *testing.T) {
 // FuzzLoad checks that no input makes the loader panic, and that whatever
 // it accepts survives a write and a reload unchanged.
 func FuzzLoad(f *testing.F) {
-	for _, file := range []string{"testdata/v1-minimal.json", "testdata/v1-unknown-fields.json"} {
+	for _, file := range []string{"testdata/v1-minimal.json", "testdata/v1-unknown-fields.json", "testdata/v1-dynamic-mig.json"} {
 		data, err := os.ReadFile(file)
 		if err != nil {
 			f.Fatal(err)
@@ -165,4 +165,39 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("reload changed contents:\n got %+v\nwant %+v", again.claims, got.claims)
 		}
 	})
+}
+
+// TestDecodeDynamicMIGSlot: a record of a MIG device prepare is about to
+// cut keeps its slot through decode, encode and decode again.
+func TestDecodeDynamicMIGSlot(t *testing.T) {
+	data, err := os.ReadFile("testdata/v1-dynamic-mig.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &MIGSlot{ParentUUID: "GPU-aaaa", Profile: "1g.10gb", GIProfileID: 19, PlacementStart: 6, PlacementSize: 1}
+	dev := got.claims["uid-1"].Devices[0]
+	if !reflect.DeepEqual(dev.MIG, want) || dev.UUID != "" || got.claims["uid-1"].State != PrepareStarted {
+		t.Fatalf("decoded %+v (MIG %+v), want slot %+v and no UUID yet", dev, dev.MIG, want)
+	}
+	out, err := encode(got.bootID, got.claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := decode(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again.claims, got.claims) {
+		t.Errorf("round trip changed the record:\n got %+v\nwant %+v", again.claims, got.claims)
+	}
+	// The copy a caller gets shares nothing with the store's.
+	c := got.claims["uid-1"].normalized()
+	c.Devices[0].MIG.PlacementStart = 0
+	if got.claims["uid-1"].Devices[0].MIG.PlacementStart != 6 {
+		t.Error("normalized shares the MIG slot")
+	}
 }
