@@ -508,6 +508,13 @@ func locateOnGPU(g *gpu.GPU, name string) (Target, error) {
 	return Target{GPU: g, Profile: p, Placement: p.Placements[pl]}, nil
 }
 
+// ParentMinor returns the minor number of the GPU a device name of this
+// model belongs to ("gpu-3", "gpu-3-mig-1g10gb-19-0": 3).
+func ParentMinor(name string) (int, bool) {
+	minor, _, ok := splitGPUName(name)
+	return minor, ok
+}
+
 // splitGPUName splits "gpu-<minor>[-mig-<rest>]".
 func splitGPUName(name string) (minor int, rest string, ok bool) {
 	s, found := strings.CutPrefix(name, "gpu-")

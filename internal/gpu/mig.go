@@ -70,3 +70,11 @@ var (
 	// ErrMIGNotFound: no GPU instance of the profile sits at the placement.
 	ErrMIGNotFound = errors.New("no GPU instance at this placement")
 )
+
+// MIGModeEnabler turns MIG mode on. There is deliberately no way to turn
+// it off: on some cloud GPUs that leaves the GPU needing a reset, which a
+// plugin must never cause. Enabling fails for a GPU with processes on it
+// and, on GPUs that need it, until the GPU is reset; the error says so.
+type MIGModeEnabler interface {
+	EnableMIGMode(ctx context.Context, uuid string) error
+}

@@ -43,6 +43,8 @@ type CleanupReport struct {
 	StaleClaims int
 	// OrphanSpecs were deleted; AdoptedSpecs recorded (see accountForSpec).
 	OrphanSpecs, AdoptedSpecs int
+	// OrphanMIGDevices were destroyed: no record held them (dynamic MIG).
+	OrphanMIGDevices int
 	// Skipped is true when the node lease could not be had (this instance
 	// is shutting down, or the holder did not hand it over in time).
 	Skipped bool
@@ -107,6 +109,14 @@ func (d *Driver) CleanupOnce(ctx context.Context) CleanupReport {
 		}
 		logger.Info("Unprepared claim that no longer needs its devices", "claim", ref.String(), "claimUID", ref.UID, "reason", why)
 		report.StaleClaims++
+	}
+
+	if d.mig != nil {
+		// MIG devices no record holds: orphans of a crash, half-made ones.
+		if n := d.reconcileMIG(ctx, false); n > 0 {
+			report.OrphanMIGDevices += n
+			d.republish(ctx)
+		}
 	}
 
 	uids, err := d.cfg.CDI.ListClaimSpecs()

@@ -42,6 +42,7 @@ import (
 	"github.com/gpudra/gpudra/internal/checkpoint"
 	"github.com/gpudra/gpudra/internal/devicemodel"
 	"github.com/gpudra/gpudra/internal/gpu"
+	"github.com/gpudra/gpudra/internal/migmanager"
 )
 
 // checkpointStore is what the driver needs of the checkpoint.
@@ -110,6 +111,21 @@ type Config struct {
 	// recover from (the registrar or gRPC server died); the process must
 	// exit. Nil: logged only.
 	OnFatal func(error)
+	// MIGMode says how GPUs in MIG mode are published; "" is static.
+	MIGMode devicemodel.MIGMode
+	// Dynamic chooses what dynamic MIG publishes (Held and Keep are the
+	// driver's to fill).
+	Dynamic devicemodel.DynamicOptions
+	// KeepWindow is how long a dynamic-MIG device stays published after it
+	// was last offered, while its placement is free; 0 means 15 minutes.
+	// It must outlast the time from the scheduler's allocation to the
+	// kubelet's prepare: until prepare, this node does not know a device
+	// was allocated, and unpublishing it would make the scheduler forget
+	// what it consumes.
+	KeepWindow time.Duration
+	// EnableMIG turns MIG mode on at start, in dynamic mode, for every
+	// MIG-capable GPU that is not in MIG mode and that no claim holds.
+	EnableMIG bool
 }
 
 // Driver implements kubeletplugin.DRAPlugin.
@@ -128,6 +144,11 @@ type Driver struct {
 	publisher atomic.Pointer[publisherBox]
 	// refreshMu serializes inventory refreshes.
 	refreshMu sync.Mutex
+	// mig makes and removes dynamic-MIG devices; nil in static mode.
+	mig *migmanager.Manager
+	// offered is when each dynamic-MIG device was last offered (see
+	// Config.KeepWindow); guarded by refreshMu.
+	offered map[string]time.Time
 }
 
 type publisherBox struct{ p publisher }
@@ -137,7 +158,9 @@ type publisherBox struct{ p publisher }
 type snapshot struct {
 	inventory *gpu.Inventory
 	devices   []resourceapi.Device
-	index     map[string]devicemodel.Located
+	// counterSets are the dynamic-MIG counter sets the devices consume.
+	counterSets []resourceapi.CounterSet
+	index       map[string]devicemodel.Located
 	// retained are devices no longer in the inventory that stay published
 	// because a claim holds them, with the reason they are unusable.
 	retained map[string]string
@@ -162,14 +185,33 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	if cfg.InventoryInterval == 0 {
 		cfg.InventoryInterval = 30 * time.Second
 	}
-	d := &Driver{cfg: cfg, locks: newClaimLocks(), owners: newOwnership()}
+	if cfg.KeepWindow == 0 {
+		cfg.KeepWindow = 15 * time.Minute
+	}
+	d := &Driver{cfg: cfg, locks: newClaimLocks(), owners: newOwnership(), offered: map[string]time.Time{}}
+	switch cfg.MIGMode {
+	case "", devicemodel.MIGModeStatic:
+	case devicemodel.MIGModeDynamic:
+		m, err := migmanager.New(cfg.Backend)
+		if err != nil {
+			return nil, err
+		}
+		d.mig = m
+	default:
+		return nil, fmt.Errorf("MIG mode %q: want %s or %s", cfg.MIGMode, devicemodel.MIGModeStatic, devicemodel.MIGModeDynamic)
+	}
 	if err := d.removeStaleTempFiles(ctx); err != nil {
 		return nil, err
+	}
+	d.loadOwnership(ctx)
+	if d.mig != nil {
+		if err := d.startDynamicMIG(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := d.refreshInventory(ctx); err != nil {
 		return nil, err
 	}
-	d.loadOwnership(ctx)
 	recovered := d.recoverSpecs(ctx)
 	d.reportCheckpoint(ctx, cfg.Checkpoint, recovered)
 	return d, nil
@@ -204,8 +246,16 @@ func exclusiveDevices(devices []checkpoint.Device) []string {
 // for republishing after inventory changes.
 func (d *Driver) Publish(ctx context.Context, p publisher) error {
 	d.publisher.Store(&publisherBox{p: p})
+	return p.PublishResources(ctx, *d.driverResources())
+}
+
+// driverResources is what the current snapshot publishes.
+func (d *Driver) driverResources() *resourceslice.DriverResources {
 	s := d.snapshot.Load()
-	return p.PublishResources(ctx, *devicemodel.DriverResources(d.cfg.NodeName, s.devices))
+	if len(s.counterSets) > 0 {
+		return (&devicemodel.Published{Devices: s.devices, CounterSets: s.counterSets}).DriverResources(d.cfg.NodeName)
+	}
+	return devicemodel.DriverResources(d.cfg.NodeName, s.devices)
 }
 
 // Devices returns the devices the driver publishes.

@@ -52,6 +52,8 @@ type env struct {
 	// lease and client override the defaults (none; the fake clientset).
 	lease     nodeLease
 	apiClient kubernetes.Interface
+	// configure, when set, changes the driver's Config at every restart.
+	configure func(*Config)
 }
 
 // eventLog records node events.
@@ -107,10 +109,14 @@ func (e *env) restart(bootID string) {
 	if e.apiClient != nil {
 		client = e.apiClient
 	}
-	d, err := New(ctx, Config{
+	cfg := Config{
 		DriverName: driverName, NodeName: nodeName, Backend: e.backend, Store: store, CDI: writer, Client: client,
 		Events: e.events, Checkpoint: report, Lease: e.lease,
-	})
+	}
+	if e.configure != nil {
+		e.configure(&cfg)
+	}
+	d, err := New(ctx, cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

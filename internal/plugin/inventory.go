@@ -33,8 +33,15 @@ func (d *Driver) refreshInventory(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("read GPU inventory: %w", err)
 	}
-	devices, err := devicemodel.Build(inv)
-	if err != nil {
+	var devices []resourceapi.Device
+	var counterSets []resourceapi.CounterSet
+	if d.mig != nil {
+		p, err := d.buildDynamic(inv)
+		if err != nil {
+			return false, fmt.Errorf("build dynamic-MIG devices: %w", err)
+		}
+		devices, counterSets = p.Devices, p.CounterSets
+	} else if devices, err = devicemodel.Build(inv); err != nil {
 		return false, fmt.Errorf("build devices: %w", err)
 	}
 	index := devicemodel.Index(inv)
@@ -46,7 +53,7 @@ func (d *Driver) refreshInventory(ctx context.Context) (bool, error) {
 		}
 	}
 
-	next := &snapshot{inventory: inv, devices: devices, index: index, retained: map[string]string{}}
+	next := &snapshot{inventory: inv, devices: devices, counterSets: counterSets, index: index, retained: map[string]string{}}
 	for _, u := range inv.Unavailable {
 		next.unavailable = append(next.unavailable, u.UUID+"|"+u.Reason)
 	}
@@ -62,6 +69,7 @@ func (d *Driver) refreshInventory(ctx context.Context) (bool, error) {
 			}
 			reason := unavailableReason(inv, old.index[dev.Name])
 			next.devices = append(next.devices, dev)
+			next.keepCounterSets(old, dev)
 			next.index[dev.Name] = old.index[dev.Name]
 			next.retained[dev.Name] = reason
 			if _, before := old.retained[dev.Name]; !before {
@@ -71,7 +79,20 @@ func (d *Driver) refreshInventory(ctx context.Context) (bool, error) {
 		}
 	}
 	d.snapshot.Store(next)
-	return old == nil || !sameDevices(old.devices, next.devices), nil
+	return old == nil || !sameDevices(old.devices, next.devices) || !equality.Semantic.DeepEqual(old.counterSets, next.counterSets), nil
+}
+
+// keepCounterSets keeps publishing the counter sets a retained device
+// consumes: a slice may not name a counter set the pool lacks.
+func (s *snapshot) keepCounterSets(old *snapshot, dev resourceapi.Device) {
+	for _, c := range dev.ConsumesCounters {
+		if slices.ContainsFunc(s.counterSets, func(cs resourceapi.CounterSet) bool { return cs.Name == c.CounterSet }) {
+			continue
+		}
+		if i := slices.IndexFunc(old.counterSets, func(cs resourceapi.CounterSet) bool { return cs.Name == c.CounterSet }); i >= 0 {
+			s.counterSets = append(s.counterSets, old.counterSets[i])
+		}
+	}
 }
 
 // unavailableReason says why a device that was published is no longer in

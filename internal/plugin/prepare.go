@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,7 +60,7 @@ func (d *Driver) prepareLocked(ctx context.Context, claim *resourceapi.ResourceC
 	ref := claimRef{UID: string(claim.UID), Namespace: claim.Namespace, Name: claim.Name}
 	logger := klog.FromContext(ctx)
 	if rec, ok := d.cfg.Store.Get(ref.UID); ok {
-		why := d.whyNotPrepared(rec, claim)
+		why := d.whyNotPrepared(ctx, rec, claim)
 		if why == "" {
 			logger.V(4).Info("Claim already prepared")
 			return kubeletDevices(rec), nil
@@ -80,6 +81,11 @@ func (d *Driver) prepareLocked(ctx context.Context, claim *resourceapi.ResourceC
 		return nil, err
 	}
 	failpoint.Hit(FailpointPrepareAfterReserve)
+	if hasMIGSlots(rec) {
+		// After the rollback below: the placements offered follow what is
+		// cut, either way.
+		defer d.republish(ctx)
+	}
 
 	// From here on, a failure must leave nothing behind.
 	ok := false
@@ -88,6 +94,12 @@ func (d *Driver) prepareLocked(ctx context.Context, claim *resourceapi.ResourceC
 			d.rollback(ctx, ref)
 		}
 	}()
+
+	if hasMIGSlots(rec) {
+		if err := d.createMIGDevices(ctx, ref, &rec, cdiDevs); err != nil {
+			return nil, err
+		}
+	}
 
 	ids, err := d.cfg.CDI.WriteClaimSpec(ctx, cdi.ClaimRef{UID: ref.UID, Namespace: ref.Namespace, Name: ref.Name}, cdiDevs)
 	if err != nil {
@@ -109,7 +121,7 @@ func (d *Driver) prepareLocked(ctx context.Context, claim *resourceapi.ResourceC
 
 // whyNotPrepared returns "" when rec is a completed preparation of claim as
 // it is allocated now, and otherwise why it is not.
-func (d *Driver) whyNotPrepared(rec checkpoint.Claim, claim *resourceapi.ResourceClaim) string {
+func (d *Driver) whyNotPrepared(ctx context.Context, rec checkpoint.Claim, claim *resourceapi.ResourceClaim) string {
 	switch {
 	case rec.State != checkpoint.PrepareCompleted:
 		return fmt.Sprintf("the record says %s", rec.State)
@@ -117,6 +129,9 @@ func (d *Driver) whyNotPrepared(rec checkpoint.Claim, claim *resourceapi.Resourc
 		return "prepared before the node rebooted"
 	case !sameAllocation(rec, claim, d.cfg.DriverName):
 		return fmt.Sprintf("prepared for devices %v, but the claim is now allocated %v", recordAllocation(rec), claimAllocation(claim, d.cfg.DriverName))
+	}
+	if why := d.migDeviceGone(ctx, rec); why != "" {
+		return why
 	}
 	spec, err := d.cfg.CDI.ReadClaimSpec(rec.UID)
 	if err != nil {
@@ -142,6 +157,9 @@ func (d *Driver) whyNotPrepared(rec checkpoint.Claim, claim *resourceapi.Resourc
 func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoint.Claim, []cdi.Device, error) {
 	s := d.snapshot.Load()
 	resolved, err := deviceconfig.Resolve(claim, d.cfg.DriverName, func(device string) (deviceconfig.DeviceType, bool) {
+		if typ, ok := d.dynamicType(s.inventory, device); ok {
+			return deviceconfig.DeviceType(typ), true
+		}
 		loc, ok := s.index[device]
 		if !ok {
 			return "", false
@@ -161,10 +179,25 @@ func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoin
 		if r.Pool != d.cfg.NodeName {
 			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s) is in pool %q, but this node's pool is %q", ref, r.Device, r.Request, r.Pool, d.cfg.NodeName)
 		}
-		loc := s.index[r.Device] // Resolve checked that it exists
 		if err := checkSupported(r.Config); err != nil {
 			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
 		}
+		slot, dynamic, err := d.dynamicSlot(s.inventory, r.Device)
+		if err != nil {
+			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
+		}
+		if dynamic {
+			// A MIG device prepare cuts (a whole GPU in MIG mode is one
+			// spanning it); the CDI device gets it once it exists.
+			typ, _ := d.dynamicType(s.inventory, r.Device)
+			rec.Devices = append(rec.Devices, checkpoint.Device{
+				Request: r.Request, Pool: r.Pool, Device: r.Device, Type: checkpoint.DeviceType(typ),
+				ParentUUID: slot.ParentUUID, AdminAccess: r.AdminAccess, MIG: &slot,
+			})
+			cdiDevs = append(cdiDevs, cdi.Device{Name: r.Device, Request: r.Request, Pool: r.Pool, AdminAccess: r.AdminAccess})
+			continue
+		}
+		loc := s.index[r.Device] // Resolve checked that it exists
 		dev := checkpoint.Device{
 			Request: r.Request, Pool: r.Pool, Device: r.Device, UUID: loc.UUID(),
 			Type: checkpoint.DeviceType(loc.Type()), AdminAccess: r.AdminAccess,
@@ -264,6 +297,15 @@ func (d *Driver) rollback(ctx context.Context, ref claimRef) {
 	defer cancel()
 	if err := d.cfg.CDI.DeleteClaimSpec(ctx, ref.UID); err != nil {
 		logger.Error(err, "Rollback: delete CDI spec")
+	}
+	if rec, ok := d.cfg.Store.Get(ref.UID); ok && d.mig != nil {
+		// Only the devices this attempt made and recorded; a device that
+		// cannot be removed now is an orphan the next reconcile removes.
+		made := rec
+		made.Devices = slices.DeleteFunc(slices.Clone(rec.Devices), func(dev checkpoint.Device) bool { return dev.UUID == "" })
+		if err := d.destroyMIGDevices(ctx, made); err != nil {
+			logger.Error(err, "Rollback: destroy MIG devices")
+		}
 	}
 	if err := d.cfg.Store.Delete(ctx, ref.UID); err != nil {
 		logger.Error(err, "Rollback: delete checkpoint entry")

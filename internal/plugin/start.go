@@ -9,8 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/dynamic-resource-allocation/kubeletplugin"
 	"k8s.io/klog/v2"
-
-	"github.com/gpudra/gpudra/internal/devicemodel"
 )
 
 // KubeletOptions say where the kubelet looks for the plugin.
@@ -78,7 +76,7 @@ func Start(ctx context.Context, d *Driver, opts KubeletOptions) (*kubeletplugin.
 	d.registered.Store(&registered)
 	d.started.Store(true)
 	logger := klog.FromContext(ctx)
-	created, err := d.publishFirst(ctx, devicemodel.DriverResources(d.cfg.NodeName, d.Devices()))
+	created, err := d.publishFirst(ctx, d.driverResources())
 	switch {
 	case err != nil:
 		// Not fatal: the controller publishes a second later.

@@ -40,6 +40,15 @@ func (d *Driver) unprepareLocked(ctx context.Context, uid string) error {
 		return fmt.Errorf("claim %s: delete CDI spec: %w", name, err)
 	}
 	failpoint.Hit(FailpointUnprepareAfterSpec)
+	if known && d.mig != nil && hasMIGSlots(rec) {
+		// Destroy, then forget: a failure leaves the record, so the
+		// kubelet's retry or cleanup destroys them later.
+		if err := d.destroyMIGDevices(ctx, rec); err != nil {
+			return fmt.Errorf("claim %s: %w", name, err)
+		}
+		failpoint.Hit(FailpointUnprepareAfterMIG)
+		defer d.republish(ctx)
+	}
 	if known {
 		if err := d.cfg.Store.Delete(ctx, uid); err != nil {
 			return fmt.Errorf("claim %s: remove from checkpoint: %w", name, err)

@@ -344,3 +344,13 @@ func (g *simGPU) firstFreePlacement(spec migProfileSpec) (int, bool) {
 	}
 	return 0, false
 }
+
+var _ gpu.MIGModeEnabler = (*Backend)(nil)
+
+// EnableMIGMode implements gpu.MIGModeEnabler.
+func (b *Backend) EnableMIGMode(ctx context.Context, uuid string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("enable MIG mode of %s: %w", uuid, err)
+	}
+	return b.SetMIGMode(uuid, true)
+}
