@@ -31,6 +31,7 @@ import (
 	"github.com/gpudra/gpudra/internal/checkpoint"
 	"github.com/gpudra/gpudra/internal/gpu"
 	"github.com/gpudra/gpudra/internal/kubeclient"
+	"github.com/gpudra/gpudra/internal/migflags"
 	"github.com/gpudra/gpudra/internal/nodelease"
 	"github.com/gpudra/gpudra/internal/plugin"
 )
@@ -55,6 +56,7 @@ type flags struct {
 	apiBurst          int
 	cdiHookPath       string
 	backend           backend.Options
+	mig               migflags.Flags
 }
 
 func main() {
@@ -79,6 +81,7 @@ func main() {
 	fs.IntVar(&f.apiBurst, "kube-api-burst", 400, "burst above --kube-api-qps")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060), to profile the plugin; off when empty")
 	f.backend.AddFlags(fs)
+	f.mig.AddFlags(fs, true)
 	klogFlags := goflag.NewFlagSet("klog", goflag.ExitOnError)
 	klog.InitFlags(klogFlags)
 	fs.AddGoFlagSet(klogFlags)
@@ -100,6 +103,12 @@ func run(ctx context.Context, cancel context.CancelCauseFunc, f flags) error {
 	logger := klog.FromContext(ctx)
 	if f.nodeName == "" {
 		return fmt.Errorf("--node-name (or $NODE_NAME) is required")
+	}
+	if _, err := f.mig.ParsedMode(); err != nil {
+		return err
+	}
+	if _, err := f.mig.Dynamic(); err != nil {
+		return err
 	}
 	if f.pluginDir == "" {
 		f.pluginDir = filepath.Join("/var/lib/kubelet/plugins", f.driverName)
@@ -239,11 +248,14 @@ func openDriver(ctx context.Context, f flags, gpus gpu.Backend, specs *cdi.Write
 		logger.Info("Claims from a previous boot will be prepared again when the kubelet asks", "claims", report.PreviousBootClaims)
 	}
 	nodeRef := &corev1.ObjectReference{Kind: "Node", Name: f.nodeName}
+	migMode, _ := f.mig.ParsedMode() // checked in run
+	dynamic, _ := f.mig.Dynamic()
 	driver, err := plugin.New(ctx, plugin.Config{
 		DriverName: f.driverName, NodeName: f.nodeName, Backend: gpus, Store: store, CDI: specs,
 		Client: client, CleanupInterval: f.cleanupInterval, InventoryInterval: f.inventoryInterval,
 		Lease: lease, Checkpoint: report,
-		Events: nodeEvents{recorder: recorder, node: nodeRef},
+		Events:  nodeEvents{recorder: recorder, node: nodeRef},
+		MIGMode: migMode, Dynamic: dynamic, KeepWindow: f.mig.KeepWindow, EnableMIG: f.mig.EnableMIG,
 		OnFatal: func(err error) {
 			cancel(fmt.Errorf("%w: %w", errFatal, err))
 		},

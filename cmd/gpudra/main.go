@@ -10,6 +10,7 @@ import (
 
 	"github.com/gpudra/gpudra/internal/backend"
 	"github.com/gpudra/gpudra/internal/discover"
+	"github.com/gpudra/gpudra/internal/migflags"
 )
 
 func main() {
@@ -28,11 +29,13 @@ func main() {
 
 func discoverCommand() *cobra.Command {
 	var be backend.Options
+	var mig migflags.Flags
 	opts := discover.Options{DriverName: "gpu.nvidia.com"}
 	cmd := &cobra.Command{
 		Use:   "discover",
 		Short: "Print the ResourceSlices this node would publish",
 		Example: `  gpudra discover --sim-profile=dgxh100 --node-name=node-a -o yaml
+  gpudra discover --sim-profile=dgxh100-mig --mig-mode=dynamic --node-name=node-a
   gpudra discover --driver-root=/run/nvidia/driver -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -44,6 +47,13 @@ func discoverCommand() *cobra.Command {
 				opts.NodeName = host
 			}
 			be.NodeName = opts.NodeName
+			var err error
+			if opts.MIGMode, err = mig.ParsedMode(); err != nil {
+				return err
+			}
+			if opts.Dynamic, err = mig.Dynamic(); err != nil {
+				return err
+			}
 			b, err := backend.Open(be)
 			if err != nil {
 				return err
@@ -53,6 +63,7 @@ func discoverCommand() *cobra.Command {
 		},
 	}
 	be.AddFlags(cmd.Flags())
+	mig.AddFlags(cmd.Flags(), false)
 	cmd.Flags().StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "node name (pool name; seeds simulated UUIDs); default $NODE_NAME or the hostname")
 	cmd.Flags().StringVar(&opts.DriverName, "driver-name", opts.DriverName, "DRA driver name")
 	cmd.Flags().StringVarP(&opts.Output, "output", "o", "yaml", "output format: json or yaml")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 
+	"k8s.io/dynamic-resource-allocation/resourceslice"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gpudra/gpudra/internal/devicemodel"
@@ -21,6 +22,9 @@ type Options struct {
 	NodeName   string
 	// Output is "json" or "yaml".
 	Output string
+	// MIGMode and Dynamic say how GPUs in MIG mode are published.
+	MIGMode devicemodel.MIGMode
+	Dynamic devicemodel.DynamicOptions
 }
 
 // Run reads the backend's inventory and writes the node's ResourceSliceList
@@ -33,11 +37,21 @@ func Run(ctx context.Context, b gpu.Backend, opts Options, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("read GPU inventory: %w", err)
 	}
-	devices, err := devicemodel.Build(inv)
-	if err != nil {
-		return fmt.Errorf("build devices: %w", err)
+	var res *resourceslice.DriverResources
+	if opts.MIGMode == devicemodel.MIGModeDynamic {
+		p, err := devicemodel.BuildDynamic(inv, opts.Dynamic)
+		if err != nil {
+			return fmt.Errorf("build dynamic-MIG devices: %w", err)
+		}
+		res = p.DriverResources(opts.NodeName)
+	} else {
+		devices, err := devicemodel.Build(inv)
+		if err != nil {
+			return fmt.Errorf("build devices: %w", err)
+		}
+		res = devicemodel.DriverResources(opts.NodeName, devices)
 	}
-	list := devicemodel.ResourceSlices(opts.DriverName, opts.NodeName, devicemodel.DriverResources(opts.NodeName, devices))
+	list := devicemodel.ResourceSlices(opts.DriverName, opts.NodeName, res)
 	data, err := json.MarshalIndent(list, "", "  ")
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gpudra/gpudra/internal/devicemodel"
 	"github.com/gpudra/gpudra/internal/gpu/sim"
 )
 
@@ -146,5 +147,43 @@ func TestDiscoverRejectsUnknownOutput(t *testing.T) {
 	err = Run(context.Background(), b, Options{DriverName: "gpu.nvidia.com", NodeName: "n", Output: "table"}, &bytes.Buffer{})
 	if err == nil || err.Error() != `output format "table": want json or yaml` {
 		t.Fatalf("error = %v", err)
+	}
+}
+
+// TestGoldenDynamicSlices pins what the MIG-capable profiles publish in
+// dynamic MIG mode: counter sets in their own slice, then the devices.
+func TestGoldenDynamicSlices(t *testing.T) {
+	for _, profile := range []string{"dgxh100-mig", "mixed"} {
+		t.Run(profile, func(t *testing.T) {
+			b, err := sim.New(sim.Options{NodeName: "node-a", Profile: profile})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			opts := Options{DriverName: "gpu.nvidia.com", NodeName: "node-a", Output: "yaml", MIGMode: devicemodel.MIGModeDynamic, Dynamic: devicemodel.DynamicOptions{PerProfile: 1}}
+			if err := Run(context.Background(), b, opts, &out); err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", "dynamic-"+profile+".yaml")
+			if *update {
+				if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(out.Bytes(), want) {
+				t.Errorf("dynamic slices of %s differ from %s (run with -update after an intended change)", profile, golden)
+			}
+			var list resourceapi.ResourceSliceList
+			if err := yaml.UnmarshalStrict(out.Bytes(), &list); err != nil {
+				t.Fatal(err)
+			}
+			if len(list.Items) < 2 || len(list.Items[0].Spec.SharedCounters) == 0 || len(list.Items[0].Spec.Devices) != 0 {
+				t.Errorf("first slice has %d counter sets and %d devices; want counter sets only", len(list.Items[0].Spec.SharedCounters), len(list.Items[0].Spec.Devices))
+			}
+		})
 	}
 }

@@ -111,6 +111,24 @@ func TestTemplate(t *testing.T) {
 			wantClasses:  defaultClasses,
 		},
 		{
+			name: "dynamic MIG on a simulated DGX H100 in MIG mode",
+			args: []string{
+				"--set", "sim.profile=dgxh100-mig", "--set", "mig.mode=dynamic", "--set", "mig.placementsPerProfile=2",
+				"--set", "mig.profiles={1g.10gb,3g.40gb}", "--set", "mig.enable=true",
+			},
+			wantArgs: []string{
+				"--driver-name=gpu.nvidia.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
+				"--sim-profile=dgxh100-mig", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m",
+				"--mig-mode=dynamic", "--dynamic-mig-placements=2", "--dynamic-mig-profiles=1g.10gb,3g.40gb", "--enable-mig=true", "-v=2",
+			},
+			wantMounts:   hostMounts,
+			wantVolumes:  hostVolumes,
+			wantSecurity: simSecurity,
+			wantImage:    "localhost/gpudra/gpudra:dev",
+			wantPull:     corev1.PullNever,
+			wantClasses:  defaultClasses,
+		},
+		{
 			name: "real GPUs with the GPU operator's driver root",
 			args: []string{
 				"--set", "sim.enabled=false", "--set", "nvidiaDriverRoot=/run/nvidia/driver",
@@ -261,6 +279,11 @@ func TestTemplateRejects(t *testing.T) {
 			name:    "misspelt value",
 			args:    []string{"--set", "sim.profle=dgxa100"},
 			wantErr: "'profle' not allowed",
+		},
+		{
+			name:    "unknown MIG mode",
+			args:    []string{"--set", "mig.mode=auto"},
+			wantErr: "mig.mode",
 		},
 		{
 			name:    "unknown pull policy",
