@@ -28,12 +28,9 @@ func (f *Flags) AddFlags(fs *pflag.FlagSet, plugin bool) {
 	if f.Mode == "" {
 		f.Mode = string(devicemodel.MIGModeStatic)
 	}
-	if f.PerProfile == 0 {
-		f.PerProfile = 1
-	}
 	fs.StringVar(&f.Mode, "mig-mode", f.Mode, "how GPUs in MIG mode are published: static (the MIG devices an admin cut) or dynamic (MIG devices cut on demand at prepare, as partitionable devices with shared counters)")
 	fs.StringSliceVar(&f.Profiles, "dynamic-mig-profiles", f.Profiles, "dynamic MIG: the profiles offered (default: per slice count the profile with the least memory and no extra engines, e.g. 1g.10gb,2g.20gb,3g.40gb,4g.40gb,7g.80gb on H100)")
-	fs.IntVar(&f.PerProfile, "dynamic-mig-placements", f.PerProfile, "dynamic MIG: free placements offered per profile and GPU, best fit first; 0 offers all (costs the scheduler more, see BENCHMARKS.md)")
+	fs.IntVar(&f.PerProfile, "dynamic-mig-placements", f.PerProfile, "dynamic MIG: free placements offered per profile and GPU, best fit first; 0 offers all, so a burst of pods packs onto one GPU; 1 halves what an empty node costs the scheduler (see BENCHMARKS.md)")
 	fs.IntVar(&f.OpenGPUs, "dynamic-mig-open-gpus", f.OpenGPUs, "dynamic MIG: untouched GPUs that also offer MIG devices (the rest are offered whole until one is cut); 0 means 1, -1 all")
 	if plugin {
 		fs.BoolVar(&f.EnableMIG, "enable-mig", f.EnableMIG, "dynamic MIG: at start, turn MIG mode on for MIG-capable GPUs no claim holds (never off)")

@@ -47,6 +47,8 @@ type Backend struct {
 	hw *hardwareReader
 	// nextSerial numbers the next MIG device CreateMIGDevice makes.
 	nextSerial int
+	// configHash identifies the node's Config (see hardware.json).
+	configHash string
 }
 
 // simGPU is one GPU's mutable state.

@@ -1,6 +1,9 @@
 package sim
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -50,7 +53,7 @@ func NewFromConfig(nodeName string, cfg *Config) (*Backend, error) {
 	}
 	slices.SortStableFunc(placed, func(a, b placedGPU) int { return strings.Compare(a.slot.busID, b.slot.busID) })
 
-	b := &Backend{nodeName: nodeName}
+	b := &Backend{nodeName: nodeName, configHash: configHash(nodeName, cfg)}
 	models := make([]*model, len(placed))
 	for i, p := range placed {
 		models[i] = p.model
@@ -77,6 +80,17 @@ func NewFromConfig(nodeName string, cfg *Config) (*Backend, error) {
 		}
 	}
 	return b, nil
+}
+
+// configHash identifies the node a Config builds, so that hardware state
+// written for another one is not applied to it.
+func configHash(nodeName string, cfg *Config) string {
+	data, _ := json.Marshal(struct {
+		Node   string
+		Config *Config
+	}{nodeName, cfg}) // a Config always encodes
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:8])
 }
 
 // defaultVersions picks the newest driver among the node's models: a node has

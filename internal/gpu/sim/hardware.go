@@ -26,13 +26,17 @@ import (
 //   - Inventory re-reads the file when it changed (inode, size, mtime);
 //   - the first Backend over an empty directory writes the state its
 //     profile or config builds (the config's migDevices are the node as it
-//     came from the factory); later ones take the file as the truth. Removing
-//     hardware.json while no plugin runs resets the node to its config.
+//     came from the factory); later ones take the file as the truth. A
+//     Backend built from another profile or config (or node name) finds a
+//     file that is not its node's — other GPUs were put in — and starts
+//     over from its own config, as does one after hardware.json was removed
+//     while no plugin ran.
 //
 // hardware.json, version 1:
 //
 //	{
 //	  "version": 1,
+//	  "config": "9f86d081884c7d65",
 //	  "nextSerial": 3,
 //	  "gpus": [
 //	    {"uuid": "GPU-...", "index": 0, "minor": 0, "product": "NVIDIA H100 80GB HBM3",
@@ -58,7 +62,9 @@ const (
 // HardwareState is the content of hardware.json: what `gpudra sim mig list`
 // prints and tests assert on.
 type HardwareState struct {
-	Version    int           `json:"version"`
+	Version int `json:"version"`
+	// Config identifies the node configuration the state belongs to.
+	Config     string        `json:"config"`
 	NextSerial int           `json:"nextSerial"`
 	GPUs       []HardwareGPU `json:"gpus"`
 }
@@ -110,11 +116,15 @@ func (b *Backend) openHardware(stateDir string) error {
 	defer b.mu.Unlock()
 	b.hw = &hardwareReader{stateDir: stateDir}
 	return hardwareState.withLock(stateDir, func() error {
-		exists, err := b.syncHardware()
-		if err != nil || exists {
+		st, err := ReadHardware(stateDir)
+		if err != nil {
 			return err
 		}
-		return b.writeHardware()
+		if st == nil || st.Config != b.configHash {
+			return b.writeHardware() // a new node, or other GPUs put in
+		}
+		_, err = b.syncHardware()
+		return err
 	})
 }
 
@@ -148,6 +158,9 @@ func (b *Backend) syncHardware() (bool, error) {
 		return false, fmt.Errorf("sim hardware: read %s: %w", b.hw.path(), err)
 	}
 	st, err := decodeHardware(data)
+	if err == nil && st.Config != b.configHash {
+		err = fmt.Errorf("config: %q is the state of another node configuration (this one is %q); a plugin with another --sim-profile or --sim-config runs over this directory", st.Config, b.configHash)
+	}
 	if err == nil {
 		err = b.applyHardware(st)
 	}
@@ -208,7 +221,7 @@ func (b *Backend) writeHardware() error {
 
 // hardwareSnapshot is b's state as the file holds it; b.mu must be held.
 func (b *Backend) hardwareSnapshot() HardwareState {
-	st := HardwareState{Version: hardwareFileVersion, NextSerial: b.nextSerial, GPUs: []HardwareGPU{}}
+	st := HardwareState{Version: hardwareFileVersion, Config: b.configHash, NextSerial: b.nextSerial, GPUs: []HardwareGPU{}}
 	for _, g := range b.gpus {
 		hg := HardwareGPU{
 			UUID:                    g.state.UUID,

@@ -190,6 +190,7 @@ func TestBadHardwareFileFailsInventoryNamingTheField(t *testing.T) {
 		}, []string{"gpus[0].migDevices[0].uuid"}},
 		{"compute mode", func(st *HardwareState) { st.GPUs[1].ComputeMode = "Shared" }, []string{"gpus[1].computeMode", `"Shared"`}},
 		{"version", func(st *HardwareState) { st.Version = 2 }, []string{"version: 2 is not supported"}},
+		{"another node's state", func(st *HardwareState) { st.Config = "0123" }, []string{`config: "0123" is the state of another node configuration`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,6 +199,7 @@ func TestBadHardwareFileFailsInventoryNamingTheField(t *testing.T) {
 			before := inventory(t, b)
 			st, err := ReadHardware(dir)
 			wantErr(t, err)
+			config := st.Config
 			tt.edit(st)
 			writeHardwareFile(t, dir, st)
 			_, err = b.Inventory(context.Background())
@@ -206,7 +208,7 @@ func TestBadHardwareFileFailsInventoryNamingTheField(t *testing.T) {
 			wantErr(t, err, tt.want[0])
 			// A fixed file is read again (one naming no GPU leaves each as
 			// the backend has it).
-			writeHardwareFile(t, dir, &HardwareState{Version: hardwareFileVersion})
+			writeHardwareFile(t, dir, &HardwareState{Version: hardwareFileVersion, Config: config})
 			if got := inventory(t, b); !reflect.DeepEqual(got, before) {
 				t.Errorf("after the file was fixed:\n got  %+v\n want %+v", got, before)
 			}
@@ -264,4 +266,22 @@ func mustRead(t *testing.T, path string) []byte {
 	data, err := os.ReadFile(path)
 	wantErr(t, err)
 	return data
+}
+
+// TestAnotherConfigStartsOver: a backend built from another config over the
+// same directory (other GPUs put in) does not inherit the old MIG devices.
+func TestAnotherConfigStartsOver(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sim")
+	first := openDir(t, writeNodeConfig(t, dynamicConfig), dir)
+	parent := inventory(t, first).GPUs[0].UUID
+	_, err := create(first, parent, 19, 0)
+	wantErr(t, err)
+	other := openDir(t, filepath.Join("testdata", "mig-node.yaml"), dir)
+	g := inventory(t, other).GPUs[0]
+	if g.UUID != parent || len(g.MIGDevices) != 2 || g.MIGDevices[0].Profile.Name != "1g.10gb" || g.MIGDevices[0].Placement.Start != 0 {
+		t.Fatalf("GPU 0 of the other config: %+v, want its own 2 devices", g.MIGDevices)
+	}
+	// The first backend now finds its directory taken over.
+	_, err = first.Inventory(context.Background())
+	wantErr(t, err, "another node configuration")
 }
