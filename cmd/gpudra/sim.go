@@ -30,7 +30,7 @@ func simCommand() *cobra.Command {
 	node := &simNode{}
 	cmd := &cobra.Command{
 		Use:   "sim",
-		Short: "Make simulated GPUs misbehave: inject, list and clear faults",
+		Short: "Make simulated GPUs misbehave and look at their MIG devices: inject, list and clear faults, list MIG devices",
 		Long: `A plugin running on the simulator (--sim-profile or --sim-config) applies the faults
 recorded in its state directory (--sim-state-dir) at every inventory. These commands change
 that directory; the plugin sees the change at its next inventory refresh.
@@ -45,7 +45,7 @@ index is turned into a UUID with the node's inventory, so it needs the --sim-pro
 	f.StringVar(&node.config, "sim-config", "", "the node's simulated inventory file, to resolve GPU names")
 	f.StringVar(&node.nodeName, "node-name", os.Getenv("NODE_NAME"), "the node's name, to resolve GPU names (simulated UUIDs derive from it); default $NODE_NAME")
 	_ = cmd.MarkPersistentFlagRequired("state-dir")
-	cmd.AddCommand(simInjectCommand(node), simClearCommand(node), simFaultsCommand(node))
+	cmd.AddCommand(simInjectCommand(node), simClearCommand(node), simFaultsCommand(node), simMIGCommand(node))
 	return cmd
 }
 
@@ -72,7 +72,83 @@ func simInjectCommand(node *simNode) *cobra.Command {
 			return err
 		},
 	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "fail-compute-instance <gpu>",
+		Short: "Make the next compute-instance create on a GPU fail, as NVML can: the MIG device being cut is rolled back",
+		Example: `  gpudra sim inject fail-compute-instance gpu-0 --state-dir=/var/lib/kubelet/plugins/gpu.nvidia.com/sim --sim-profile=dgxh100-mig --node-name=node-a`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			uuid, err := node.resolve(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if err := sim.ArmComputeInstanceFailure(node.stateDir, uuid); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "the next compute-instance create on %s fails\n", describeGPU(args[0], uuid))
+			return err
+		},
+	})
 	return cmd
+}
+
+func simMIGCommand(node *simNode) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "mig",
+		Short: "Look at the simulated node's MIG devices (its hardware state)",
+	}
+	output := "table"
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List each GPU's MIG mode and MIG devices as the simulated hardware holds them",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := sim.ReadHardware(node.stateDir)
+			if err != nil {
+				return err
+			}
+			if st == nil {
+				return fmt.Errorf("no hardware state in %s yet: start the plugin (or gpudra discover with --sim-state-dir) on it first", node.stateDir)
+			}
+			switch output {
+			case "json":
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			case "table":
+				return printMIG(cmd.OutOrStdout(), st)
+			}
+			return fmt.Errorf("--output: %q is not json or table", output)
+		},
+	}
+	list.Flags().StringVarP(&output, "output", "o", output, "table or json")
+	cmd.AddCommand(list)
+	return cmd
+}
+
+// printMIG prints one line per MIG device, and one for each GPU in MIG mode
+// without any.
+func printMIG(w io.Writer, st *sim.HardwareState) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "GPU\tMINOR\tMIG\tPROFILE\tPLACEMENT\tGI\tCI\tUUID")
+	for _, g := range st.GPUs {
+		mode := "off"
+		if g.MIGEnabled {
+			mode = "on"
+		}
+		if len(g.MIGDevices) == 0 {
+			_, _ = fmt.Fprintf(tw, "%d\t%d\t%s\t-\t-\t-\t-\t-\n", g.Index, g.Minor, mode)
+			continue
+		}
+		for _, d := range g.MIGDevices {
+			uuid, ci := d.UUID, fmt.Sprint(d.CIID)
+			if d.Incomplete {
+				uuid, ci = "(incomplete: no compute instance)", "-"
+			}
+			_, _ = fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d+%d\t%d\t%s\t%s\n", g.Index, g.Minor, mode, d.Profile, d.PlacementStart, d.PlacementSize, d.GIID, ci, uuid)
+		}
+	}
+	return tw.Flush()
 }
 
 func simClearCommand(node *simNode) *cobra.Command {

@@ -133,3 +133,38 @@ func TestSimCommandErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestSimMIGListAndFailComputeInstance: `gpudra sim mig list` shows the MIG
+// devices a backend over the state directory cut, and an armed
+// compute-instance failure fails that backend's next cut on the GPU.
+func TestSimMIGListAndFailComputeInstance(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "sim")
+	b, err := backend.Open(backend.Options{NodeName: "node-a", SimProfile: "dgxh100-mig", SimStateDir: stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	mig := b.(gpu.MIGManager)
+	inv := simInventory(t, b)
+	g1 := inv.GPUs[1]
+	d, err := mig.CreateMIGDevice(context.Background(), gpu.MIGSlot{ParentUUID: g1.UUID, GIProfileID: 9, Placement: gpu.Placement{Start: 4, Size: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := []string{"--state-dir", stateDir, "--sim-profile", "dgxh100-mig", "--node-name", "node-a"}
+	out := mustRunSim(t, append([]string{"mig", "list"}, node...)...)
+	if !strings.Contains(out, "3g.40gb") || !strings.Contains(out, d.UUID) || strings.Count(out, "\n") != 1+8 {
+		t.Errorf("mig list:\n%s", out)
+	}
+
+	out = mustRunSim(t, append([]string{"inject", "fail-compute-instance", "gpu-1"}, node...)...)
+	if !strings.Contains(out, g1.UUID) {
+		t.Errorf("inject printed %q", out)
+	}
+	if _, err := mig.CreateMIGDevice(context.Background(), gpu.MIGSlot{ParentUUID: g1.UUID, GIProfileID: 19, Placement: gpu.Placement{Start: 0, Size: 1}}); err == nil || !strings.Contains(err.Error(), "compute instance") {
+		t.Errorf("create after the armed failure: %v", err)
+	}
+	if out, err := runSim(t, "mig", "list", "--state-dir", t.TempDir()); err == nil || !strings.Contains(err.Error(), "no hardware state") {
+		t.Errorf("mig list of an empty directory: %v\n%s", err, out)
+	}
+}
