@@ -73,10 +73,10 @@ func simInjectCommand(node *simNode) *cobra.Command {
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
-		Use:   "fail-compute-instance <gpu>",
-		Short: "Make the next compute-instance create on a GPU fail, as NVML can: the MIG device being cut is rolled back",
+		Use:     "fail-compute-instance <gpu>",
+		Short:   "Make the next compute-instance create on a GPU fail, as NVML can: the MIG device being cut is rolled back",
 		Example: `  gpudra sim inject fail-compute-instance gpu-0 --state-dir=/var/lib/kubelet/plugins/gpu.nvidia.com/sim --sim-profile=dgxh100-mig --node-name=node-a`,
-		Args: cobra.ExactArgs(1),
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			uuid, err := node.resolve(cmd.Context(), args[0])
 			if err != nil {
