@@ -10,6 +10,7 @@ export CGO_ENABLED=1 CGO_CFLAGS=${CGO_CFLAGS:--Wno-deprecated-declarations}
 out=$repo/_output/soak
 mkdir -p "$out"
 CRASH_RUNS=${CRASH_RUNS:-1000}
+CRASH_DYNAMIC_RUNS=${CRASH_DYNAMIC_RUNS:-500}
 SOAK_CYCLES=${SOAK_CYCLES:-10000}
 FUZZ_TIME=${FUZZ_TIME:-5m}
 
@@ -24,6 +25,10 @@ echo "# gpudra soak — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(go versio
 section "Crash injection ($CRASH_RUNS runs)"
 _output/bin/gpudra bench crash --plugin=_output/bin/failpoints/gpudra-kubelet-plugin \
   --runs="$CRASH_RUNS" --repo=. --keep-failed="$out/crash-failed" --json-out="$out/crash.json" | tail -n 20
+
+section "Crash injection, dynamic MIG ($CRASH_DYNAMIC_RUNS runs)"
+_output/bin/gpudra bench crash --plugin=_output/bin/failpoints/gpudra-kubelet-plugin --dynamic-mig \
+  --runs="$CRASH_DYNAMIC_RUNS" --repo=. --keep-failed="$out/crash-dynamic-failed" --json-out="$out/crash-dynamic.json" | tail -n 20
 
 section "Soak ($SOAK_CYCLES prepare/unprepare cycles)"
 _output/bin/gpudra bench soak --plugin=_output/bin/gpudra-kubelet-plugin \

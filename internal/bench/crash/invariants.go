@@ -12,6 +12,7 @@ import (
 
 	"github.com/gpudra/gpudra/internal/cdi"
 	"github.com/gpudra/gpudra/internal/checkpoint"
+	"github.com/gpudra/gpudra/internal/gpu/sim"
 )
 
 // checkState compares what the plugin left on disk with what the kubelet
@@ -22,7 +23,9 @@ import (
 //     the device the claim is allocated now;
 //  2. no other claim has a record or a spec (nothing leaked);
 //  3. no device is named by two claims' records or specs;
-//  4. with final (everything unprepared): no temp file is left either.
+//  4. with final (everything unprepared): no temp file is left either;
+//  5. in dynamic MIG mode (see checkMIG): the simulated node holds exactly
+//     the MIG devices of the records, complete, and with final none.
 func checkState(opts PluginOptions, k *kubelet, final bool) []string {
 	var v []string
 	records, err := readRecords(opts.Checkpoint())
@@ -99,6 +102,9 @@ func checkState(opts PluginOptions, k *kubelet, final bool) []string {
 			holder[d.Device] = uid
 		}
 	}
+	if opts.DynamicMIG {
+		v = append(v, checkMIG(opts, k, records, final)...)
+	}
 	if final {
 		for _, dir := range []string{opts.CDIDir(), opts.PluginDir()} {
 			entries, _ := os.ReadDir(dir)
@@ -147,4 +153,57 @@ func readRecords(path string) (map[string]checkpoint.Claim, error) {
 
 func cdiID(uid, device string) string {
 	return cdi.DefaultVendor + "/" + cdi.DefaultClass + "=" + uid + "-" + device
+}
+
+// checkMIG compares the simulated node's MIG devices with the records: no
+// half-made device, no device no record holds (an orphan), every device a
+// record names exists with its UUID at its slot (what the claim's spec
+// gives the container), and with final no MIG device at all.
+func checkMIG(opts PluginOptions, k *kubelet, records map[string]checkpoint.Claim, final bool) []string {
+	st, err := sim.ReadHardware(opts.SimStateDir())
+	if err != nil || st == nil {
+		return []string{fmt.Sprintf("simulated hardware unreadable: %v", err)}
+	}
+	type slot struct {
+		parent      string
+		profile, at int
+	}
+	onNode := map[slot]sim.HardwareMIGDevice{}
+	var v []string
+	for _, g := range st.GPUs {
+		for _, d := range g.MIGDevices {
+			if d.Incomplete {
+				v = append(v, fmt.Sprintf("GPU %s: a half-made %s (GPU instance without compute instance) at placement %d", g.UUID, d.Profile, d.PlacementStart))
+				continue
+			}
+			onNode[slot{g.UUID, d.GIProfileID, d.PlacementStart}] = d
+		}
+	}
+	held := map[slot]bool{}
+	prepared := map[string]bool{}
+	for _, c := range k.claims {
+		prepared[string(c.claim.UID)] = c.prepared
+	}
+	for uid, rec := range records {
+		for _, d := range rec.Devices {
+			if d.MIG == nil {
+				continue
+			}
+			s := slot{d.MIG.ParentUUID, d.MIG.GIProfileID, d.MIG.PlacementStart}
+			held[s] = true
+			got, ok := onNode[s]
+			switch {
+			case prepared[uid] && !ok:
+				v = append(v, fmt.Sprintf("claim %s/%s: prepared with MIG device %s (%s), which the node does not have", rec.Namespace, rec.Name, d.UUID, d.Device))
+			case prepared[uid] && got.UUID != d.UUID:
+				v = append(v, fmt.Sprintf("claim %s/%s: record names MIG device %s, the node has %s at its slot", rec.Namespace, rec.Name, d.UUID, got.UUID))
+			}
+		}
+	}
+	for s, d := range onNode {
+		if final || !held[s] {
+			v = append(v, fmt.Sprintf("GPU %s: MIG device %s (%s at placement %d) that no record holds", s.parent, d.UUID, d.Profile, s.at))
+		}
+	}
+	return v
 }

@@ -28,6 +28,9 @@ type PluginOptions struct {
 	Args []string
 	// Env is added to the plugin's environment (GPUDRA_FAILPOINT...).
 	Env []string
+	// DynamicMIG runs the plugin in dynamic MIG mode on a simulated DGX
+	// H100 in MIG mode (dgxh100-mig); otherwise on a plain dgxh100.
+	DynamicMIG bool
 }
 
 // Plugin is a running plugin process.
@@ -48,12 +51,20 @@ func (o PluginOptions) CDIDir() string      { return filepath.Join(o.Dir, "cdi")
 func (o PluginOptions) Socket() string      { return filepath.Join(o.PluginDir(), "dra.sock") }
 func (o PluginOptions) Checkpoint() string  { return filepath.Join(o.PluginDir(), "checkpoint.json") }
 
+// SimStateDir is the simulated node's state (the plugin's default).
+func (o PluginOptions) SimStateDir() string { return filepath.Join(o.PluginDir(), "sim") }
+
 // StartPlugin starts the plugin and waits until its DRA socket answers a
 // call (or the process dies, which a failpoint hit during start-up may do:
 // then the returned Plugin has Exited closed and no error is returned).
 func StartPlugin(ctx context.Context, opts PluginOptions) (*Plugin, error) {
+	profile := "--sim-profile=dgxh100"
+	if opts.DynamicMIG {
+		profile = "--sim-profile=dgxh100-mig"
+		opts.Args = append([]string{"--mig-mode=dynamic"}, opts.Args...)
+	}
 	args := append([]string{
-		"--sim-profile=dgxh100", "--node-name=" + opts.NodeName, "--kubeconfig=" + opts.Kubeconfig,
+		profile, "--node-name=" + opts.NodeName, "--kubeconfig=" + opts.Kubeconfig,
 		"--plugin-dir=" + opts.PluginDir(), "--registrar-dir=" + opts.RegistryDir(), "--cdi-dir=" + opts.CDIDir(),
 		"--inventory-interval=1h", "-v=2",
 	}, opts.Args...)

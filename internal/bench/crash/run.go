@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,10 @@ type Options struct {
 	Seed uint64
 	// NodeName of the simulated node (a DGX H100).
 	NodeName string
+	// DynamicMIG runs the plugin in dynamic MIG mode: claims get MIG
+	// devices (and whole GPUs) that prepare cuts, and the checks include
+	// the simulated node's MIG devices.
+	DynamicMIG bool
 	// WorkDir holds the runs' directories; each is removed after its run.
 	WorkDir string
 	// FailedDir, when set, receives a copy of every violating run's
@@ -239,6 +244,15 @@ func (h *harness) run(ctx context.Context, i int, rng *rand.Rand, fp string, nth
 	}
 	p.Kill()
 
+	// Sometimes the pod of a claim whose prepare died went while the plugin
+	// was down: the kubelet then owes an unprepare instead (what the crash
+	// left, a MIG device or a spec, must go with it).
+	for _, c := range k.claims {
+		if c.pending == "prepare" && rng.IntN(3) == 0 {
+			c.pending = "unprepare"
+		}
+	}
+
 	// The plugin comes back (the kubelet restarts the container) without
 	// the failpoint, and the kubelet repeats what did not succeed.
 	popts.Env = nil
@@ -279,7 +293,7 @@ func (h *harness) pluginOptions(dir string, rng *rand.Rand, env ...string) Plugi
 	}
 	return PluginOptions{
 		Binary: h.opts.Binary, NodeName: h.opts.NodeName, Kubeconfig: h.cluster.Kubeconfig, Dir: dir,
-		Args: []string{"--cleanup-interval=" + cleanup}, Env: env,
+		Args: []string{"--cleanup-interval=" + cleanup}, Env: env, DynamicMIG: h.opts.DynamicMIG,
 	}
 }
 
@@ -298,7 +312,7 @@ func (h *harness) newClaims(ctx context.Context, prefix string, rng *rand.Rand) 
 		if err != nil {
 			return nil, err
 		}
-		created.Status.Allocation = allocation(driverName, h.opts.NodeName, fmt.Sprintf("gpu-%d", devices[i]))
+		created.Status.Allocation = allocation(driverName, h.opts.NodeName, h.device(rng, devices[i]))
 		allocated, err := h.cluster.Client.ResourceV1().ResourceClaims(h.ns).UpdateStatus(ctx, created, metav1.UpdateOptions{})
 		if err != nil {
 			return nil, err
@@ -322,8 +336,8 @@ func (h *harness) step(ctx context.Context, p *Plugin, k *kubelet, rng *rand.Ran
 	switch {
 	case !c.prepared && c.pending == "" && rng.IntN(4) == 0:
 		// Deallocated and allocated elsewhere while no pod used it.
-		if dev := freeDevice(k, rng); dev != "" {
-			return k.reallocate(ctx, c, dev, h.opts.NodeName)
+		if g := freeGPU(k, rng); g >= 0 {
+			return k.reallocate(ctx, c, h.device(rng, g), h.opts.NodeName)
 		}
 		return nil
 	case !c.prepared:
@@ -357,22 +371,48 @@ func (h *harness) unprepareAll(ctx context.Context, p *Plugin, k *kubelet) error
 	return k.call(ctx, p, "unprepare", todo)
 }
 
-// freeDevice returns a GPU no claim is allocated.
-func freeDevice(k *kubelet, rng *rand.Rand) string {
-	used := map[string]bool{}
+// freeGPU returns a GPU no claim is allocated a device of, or -1.
+func freeGPU(k *kubelet, rng *rand.Rand) int {
+	used := map[int]bool{}
 	for _, c := range k.claims {
-		used[allocatedDevice(c.claim)] = true
+		used[gpuOf(allocatedDevice(c.claim))] = true
 	}
-	var free []string
+	var free []int
 	for i := range gpus {
-		if d := fmt.Sprintf("gpu-%d", i); !used[d] {
-			free = append(free, d)
+		if !used[i] {
+			free = append(free, i)
 		}
 	}
 	if len(free) == 0 {
-		return ""
+		return -1
 	}
 	return free[rng.IntN(len(free))]
+}
+
+// gpuOf is the GPU of a device name (gpu-3, gpu-3-mig-...: 3).
+func gpuOf(device string) int {
+	n, _, _ := strings.Cut(strings.TrimPrefix(device, "gpu-"), "-")
+	i, err := strconv.Atoi(n)
+	if err != nil {
+		return -1
+	}
+	return i
+}
+
+// dynamicDevices are the device names a claim may be allocated on one GPU
+// of a dgxh100-mig node in dynamic mode: the GPU whole and MIG devices of
+// every published profile at several placements.
+var dynamicDevices = []string{
+	"", "-mig-1g10gb-19-0", "-mig-1g10gb-19-6", "-mig-2g20gb-14-2", "-mig-3g40gb-9-4", "-mig-4g40gb-5-0", "-mig-7g80gb-0-0",
+}
+
+// device picks what a claim on GPU g is allocated.
+func (h *harness) device(rng *rand.Rand, g int) string {
+	name := fmt.Sprintf("gpu-%d", g)
+	if h.opts.DynamicMIG {
+		name += dynamicDevices[rng.IntN(len(dynamicDevices))]
+	}
+	return name
 }
 
 // readFailpointLog counts the hits per failpoint and lists the crashes.
