@@ -220,7 +220,7 @@ func testMIGBadSlots(t *testing.T, n MIGNode) {
 			t.Errorf("refused creates left %d devices on %s", len(o.MIGDevices), o.UUID)
 		}
 	}
-	if _, err := n.Backend.CreateMIGDevice(context.Background(), gpu.MIGSlot{ParentUUID: "GPU-00000000-0000-0000-0000-000000000000", GIProfileID: three.GIProfileID, Placement: three.Placement}); err == nil {
+	if _, err := n.Backend.CreateMIGDevice(context.Background(), gpu.MIGSlot{ParentUUID: "GPU-ffffffff-ffff-ffff-ffff-ffffffffffff", GIProfileID: three.GIProfileID, Placement: three.Placement}); err == nil {
 		t.Error("creating on a GPU the node does not have succeeded")
 	}
 }

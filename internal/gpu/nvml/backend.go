@@ -17,6 +17,11 @@
 //     Inventory returns an error only when NVML as a whole fails (driver
 //     version, device count); that error names the call and wraps the
 //     nvml.Return so callers can test it with errors.Is.
+//   - CreateMIGDevice, DestroyMIGDevice and EnableMIGMode (migmanager.go)
+//     are the only calls that change a GPU; the plugin makes them only in
+//     dynamic MIG mode. MIG mode is never switched off and no GPU is reset.
+//     They are tested over go-nvml's mock servers, taught NVML's refusals
+//     (migmock_test.go), with the same contract suite as the sim backend.
 //   - Close shuts NVML down once; Inventory after Close is an error rather
 //     than a call into an unloaded library.
 package nvml

@@ -1,6 +1,7 @@
 package nvml
 
 import (
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"testing"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
@@ -26,6 +27,29 @@ func TestBackendContract(t *testing.T) {
 				recoverers[g.Index]()
 				delete(recoverers, g.Index)
 			},
+		}
+	})
+}
+
+// TestMIGContract runs the MIG contract on a mock DGX H100 with GPUs 0 and
+// 1 in MIG mode (see migHardware for what the mock is taught). Reopen is a
+// new backend over the same mock, as a restarted plugin opens NVML again.
+func TestMIGContract(t *testing.T) {
+	contract.RunMIG(t, func(t *testing.T) contract.MIGNode {
+		srv := dgxh100.New()
+		fillMockGaps(t, srv)
+		hw := newMIGHardware(t, srv, 0, 1)
+		return contract.MIGNode{
+			Backend: newTestBackend(t, srv),
+			Reopen:  func(t *testing.T) contract.MIGBackend { return newTestBackend(t, srv) },
+			FailNextComputeInstance: func(t *testing.T, parent string) {
+				dev, ret := srv.DeviceGetHandleByUUID(parent)
+				if ret != gonvml.SUCCESS {
+					t.Fatalf("no GPU %s: %v", parent, ret)
+				}
+				hw.failNextComputeInstance(dev.(*server.Device))
+			},
+			LeaveIncomplete: func(t *testing.T, s gpu.MIGSlot) { hw.leaveIncomplete(t, srv, s) },
 		}
 	})
 }

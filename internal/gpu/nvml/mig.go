@@ -148,11 +148,31 @@ func migDevices(dev gonvml.Device, queries []migProfileQuery) ([]gpu.MIGDevice, 
 			if ret != gonvml.SUCCESS {
 				return nil, nvmlCall(fmt.Sprintf("nvmlGpuInstanceGetComputeInstanceProfileInfo of GPU instance %d", giInfo.Id), ret)
 			}
-			computeInstances, ret := gi.GetComputeInstances(&ciProfile)
+			spanning, ret := gi.GetComputeInstances(&ciProfile)
 			if ret != gonvml.SUCCESS {
 				return nil, nvmlCall(fmt.Sprintf("nvmlGpuInstanceGetComputeInstances of GPU instance %d", giInfo.Id), ret)
 			}
-			for _, ci := range computeInstances {
+			if len(spanning) == 0 {
+				// A GPU instance with no compute instance at all is a
+				// create that stopped half-way: reported Incomplete, so
+				// its owner can remove it. One split into smaller compute
+				// instances is someone else's and is left out.
+				all, err := computeInstances(gi)
+				if err != nil {
+					return nil, fmt.Errorf("GPU instance %d: %w", giInfo.Id, err)
+				}
+				if len(all) == 0 {
+					devices = append(devices, gpu.MIGDevice{
+						Profile:    q.profile,
+						Placement:  gpu.Placement{Start: int(giInfo.Placement.Start), Size: int(giInfo.Placement.Size)},
+						GIID:       int(giInfo.Id),
+						CIID:       -1,
+						Incomplete: true,
+					})
+				}
+				continue
+			}
+			for _, ci := range spanning {
 				ciInfo, ret := ci.GetInfo()
 				if ret != gonvml.SUCCESS {
 					return nil, nvmlCall(fmt.Sprintf("nvmlComputeInstanceGetInfo of a compute instance of GPU instance %d", giInfo.Id), ret)
