@@ -35,7 +35,9 @@ func TestEnableMIGMode(t *testing.T) {
 		}},
 		{name: "pending until a reset", set: func(dev *server.Device) func(int) (gonvml.Return, gonvml.Return) {
 			return func(int) (gonvml.Return, gonvml.Return) {
-				dev.GetMigModeFunc = func() (int, int, gonvml.Return) { return gonvml.DEVICE_MIG_DISABLE, gonvml.DEVICE_MIG_ENABLE, gonvml.SUCCESS }
+				dev.GetMigModeFunc = func() (int, int, gonvml.Return) {
+					return gonvml.DEVICE_MIG_DISABLE, gonvml.DEVICE_MIG_ENABLE, gonvml.SUCCESS
+				}
 				return gonvml.ERROR_RESET_REQUIRED, gonvml.SUCCESS
 			}
 		}, wantErr: "needs a reset"},
