@@ -41,6 +41,7 @@ crash: build
 # End-to-end suite: a real single-node cluster (needs root), the chart
 # installed, workloads asserting on what containers saw.
 e2e: build
+	$(GO) build -tags failpoints -o _output/bin/failpoints/gpudra-kubelet-plugin-failpoints ./cmd/gpudra-kubelet-plugin
 	$(GO) test -tags e2e -count=1 -timeout 40m -v ./test/e2e/... 2>&1 | tee _output/e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:'; exit $${PIPESTATUS[0]}
 
 bench: ## Benchmarks of BENCHMARKS.md (about 5 minutes): startup, prepare/unprepare, allocation.

@@ -68,3 +68,9 @@ prepare --claims=400 --concurrency=8 --json-out="$out/prepare-c8.json" | tail -n
 
 section "Scheduler allocation over our slices vs. a minimal layout"
 "$gpudra" bench allocate --json-out="$out/allocate.json"
+
+section "Dynamic MIG: utilisation against the first-fit-decreasing bound (one DGX H100, 20 seeds)"
+"$gpudra" bench pack --seeds="$(seq -s, 1 20)" --json-out="$out/pack.json"
+
+section "Dynamic MIG: scheduler allocation at 1,000 nodes, by layout and fill (about 4 minutes)"
+"$gpudra" bench allocate dynamic-mig --json-out="$out/allocate-dynamic-mig.json"

@@ -20,6 +20,10 @@ var (
 	nth    int
 	hits   = map[string]int{}
 	logf   *os.File
+	// once, when set, is a file whose existence disarms the failpoint: the
+	// crash creates it first, so a restarted process with the same
+	// environment (a container the kubelet restarts) runs through.
+	once string
 )
 
 func init() {
@@ -32,6 +36,7 @@ func init() {
 		}
 		target, nth = name, n
 	}
+	once = os.Getenv("GPUDRA_FAILPOINT_ONCE")
 	if path := os.Getenv("GPUDRA_FAILPOINT_LOG"); path != "" {
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
@@ -52,8 +57,23 @@ func Hit(name string) {
 		_, _ = logf.WriteString(name + "\n")
 	}
 	if name == target && hits[name] == nth {
+		if once != "" {
+			f, err := os.OpenFile(once, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return // fired before (or cannot be marked: do not loop)
+			}
+			_, _ = f.WriteString(name + "\n")
+			_ = f.Sync()
+			_ = f.Close()
+		}
 		if logf != nil {
 			_, _ = logf.WriteString("crash " + name + "\n")
+		}
+		if os.Getpid() == 1 {
+			// PID 1 of a container ignores signals it has no handler
+			// for, SIGKILL from inside its namespace included: leave as
+			// a kill would, without deferred functions or flushing.
+			syscall.Exit(137)
 		}
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // SIGKILL is not delivered synchronously everywhere

@@ -38,6 +38,7 @@ func TestDynamicMIG(t *testing.T) {
 	t.Run("SevenSmallPodsShareOneGPU", testSevenSmallPods)
 	t.Run("ThreeAndFourShareOneGPU", testThreeAndFour)
 	t.Run("WholeGPUWaitsUntilAGPUIsFree", testWholeGPUWaits)
+	t.Run("KillBetweenCutAndSpec", testKillBetweenCutAndSpec)
 }
 
 // upgradeChart upgrades the release to the suite's values plus args and

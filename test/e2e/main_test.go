@@ -92,9 +92,10 @@ func runSuite(m *testing.M) int {
 		driver, err := images.Driver(ctx, cache, []string{
 			filepath.Join(repoRoot, "_output/bin/gpudra-kubelet-plugin"),
 			filepath.Join(repoRoot, "_output/bin/gpudra"),
+			filepath.Join(repoRoot, "_output/bin/failpoints/gpudra-kubelet-plugin-failpoints"),
 		}, "localhost/gpudra/gpudra:e2e")
 		if err != nil {
-			return fmt.Errorf("driver image (run `make build` first): %w", err)
+			return fmt.Errorf("driver image (run `make e2e`, which builds the binaries, or `make build` and the failpoints plugin): %w", err)
 		}
 		for _, tar := range []string{pause, busybox, driver} {
 			if err := images.Import(ctx, ctr, addr, tar); err != nil {
