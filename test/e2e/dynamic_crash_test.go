@@ -23,9 +23,9 @@ const failpointPlugin = "/usr/bin/gpudra-kubelet-plugin-failpoints"
 // testKillBetweenCutAndSpec: the plugin is killed with SIGKILL right after it
 // cut a pod's MIG device and recorded its UUID, before the CDI spec exists
 // (failpoint plugin/prepare-after-mig). The kubelet restarts the container
-// and retries the prepare: the pod runs on the very device cut before the
-// crash, and the node holds no other (no orphan); deleting the pod leaves
-// none.
+// and retries the prepare; the plugin finds the unfinished record, destroys
+// the device it cut and prepares again: the pod runs, the node holds only
+// the device the pod sees (no orphan), and deleting the pod leaves none.
 func testKillBetweenCutAndSpec(t *testing.T) {
 	marker := "/var/lib/kubelet/plugins/" + driverName + "/failpoint-fired"
 	_ = os.Remove(marker)
