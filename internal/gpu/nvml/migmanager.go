@@ -19,6 +19,21 @@ var (
 	_ gpu.MIGModeEnabler = (*Backend)(nil)
 )
 
+// begin starts a call that changes a GPU: it keeps Close out until done is
+// called, and refuses after Close or a cancelled ctx.
+func (b *Backend) begin(ctx context.Context) (done func(), err error) {
+	b.mu.RLock()
+	if b.closed {
+		b.mu.RUnlock()
+		return nil, errClosed
+	}
+	if err := ctx.Err(); err != nil {
+		b.mu.RUnlock()
+		return nil, err
+	}
+	return b.mu.RUnlock, nil
+}
+
 // migTarget is a MIG-enabled GPU and the query of one of its profiles.
 type migTarget struct {
 	dev   gonvml.Device
@@ -78,14 +93,11 @@ func (b *Backend) CreateMIGDevice(ctx context.Context, slot gpu.MIGSlot) (gpu.MI
 }
 
 func (b *Backend) createMIGDevice(ctx context.Context, slot gpu.MIGSlot) (gpu.MIGDevice, error) {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.closed {
-		return gpu.MIGDevice{}, errClosed
-	}
-	if err := ctx.Err(); err != nil {
+	done, err := b.begin(ctx)
+	if err != nil {
 		return gpu.MIGDevice{}, err
 	}
+	defer done()
 	t, err := b.target(ctx, slot)
 	if err != nil {
 		return gpu.MIGDevice{}, err
@@ -169,14 +181,11 @@ func (b *Backend) DestroyMIGDevice(ctx context.Context, slot gpu.MIGSlot) error 
 }
 
 func (b *Backend) destroyMIGDevice(ctx context.Context, slot gpu.MIGSlot) error {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.closed {
-		return errClosed
-	}
-	if err := ctx.Err(); err != nil {
+	done, err := b.begin(ctx)
+	if err != nil {
 		return err
 	}
+	defer done()
 	t, err := b.target(ctx, slot)
 	switch {
 	case errors.Is(err, gpu.ErrMIGProfileUnsupported):
@@ -257,14 +266,11 @@ func (b *Backend) EnableMIGMode(ctx context.Context, uuid string) error {
 }
 
 func (b *Backend) enableMIGMode(ctx context.Context, uuid string) error {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	if b.closed {
-		return errClosed
-	}
-	if err := ctx.Err(); err != nil {
+	done, err := b.begin(ctx)
+	if err != nil {
 		return err
 	}
+	defer done()
 	if !b.symbols.migMode {
 		return fmt.Errorf("%w: the driver has no nvmlDeviceSetMigMode", gpu.ErrMIGDisabled)
 	}
