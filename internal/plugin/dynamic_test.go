@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -338,5 +339,53 @@ func TestDynamicEnableMIG(t *testing.T) {
 	}
 	if names := publishedNames(e.driver); !slices.Contains(names, "gpu-2") || !slices.Contains(names, "gpu-3") {
 		t.Errorf("published %v", names)
+	}
+}
+
+// TestDynamicMinorsAreNotIndexes: on a node whose device minors run the
+// other way from NVML's indexes, a device named by minor is cut on the GPU
+// with that minor, and its spec gives that GPU's device node.
+func TestDynamicMinorsAreNotIndexes(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "node.yaml")
+	if err := os.WriteFile(cfg, []byte("profile: dgxh100-mig\nminors: [7, 6, 5, 4, 3, 2, 1, 0]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := sim.New(sim.Options{NodeName: nodeName, ConfigFile: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := unstartedEnv(t, b, nil)
+	e.configure = func(c *Config) { c.MIGMode = devicemodel.MIGModeDynamic }
+	e.restart("boot-1")
+
+	small := e.claim("small", []alloc{{"mig", "gpu-6-mig-2g20gb-14-2", false}})
+	whole := e.claim("whole", []alloc{{"gpu", "gpu-0", false}})
+	for uid, r := range e.prepare(small, whole) {
+		if r.Err != nil {
+			t.Fatalf("%s: %v", uid, r.Err)
+		}
+	}
+	for _, tt := range []struct {
+		uid            string
+		index, minor   int
+		profile, inode string
+	}{
+		{"uid-small", 1, 6, "2g.20gb", "/dev/nvidia6"},
+		{"uid-whole", 7, 0, "7g.80gb", "/dev/nvidia0"},
+	} {
+		devs := migDevicesOf(t, b, tt.index)
+		if len(devs) != 1 || devs[0].Profile.Name != tt.profile {
+			t.Errorf("%s: GPU index %d (minor %d) has %+v, want one %s", tt.uid, tt.index, tt.minor, devs, tt.profile)
+			continue
+		}
+		spec := e.spec(tt.uid)
+		if !strings.Contains(spec, devs[0].UUID) || !strings.Contains(spec, `"`+tt.inode+`"`) {
+			t.Errorf("%s: spec lacks %s or %s:\n%s", tt.uid, devs[0].UUID, tt.inode, spec)
+		}
+	}
+	for i := range 8 {
+		if i != 1 && i != 7 && len(migDevicesOf(t, b, i)) != 0 {
+			t.Errorf("GPU index %d was cut too: %+v", i, migDevicesOf(t, b, i))
+		}
 	}
 }

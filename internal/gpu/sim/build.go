@@ -66,8 +66,14 @@ func NewFromConfig(nodeName string, cfg *Config) (*Backend, error) {
 		b.cudaDriverVersion, _ = parseVersion(cfg.CUDADriverVersion) // validated above
 	}
 
+	if len(cfg.Minors) > 0 && len(cfg.Minors) != len(placed) {
+		return nil, fmt.Errorf("minors: %d given for %d GPUs", len(cfg.Minors), len(placed))
+	}
 	for index, p := range placed {
 		g := newSimGPU(nodeName, index, p.model, p.slot)
+		if len(cfg.Minors) > 0 {
+			g.state.Minor = cfg.Minors[index]
+		}
 		g.state.MIGEnabled = entries[p.entry].MIGEnabled
 		b.gpus = append(b.gpus, g)
 	}

@@ -27,6 +27,11 @@ type Config struct {
 	CUDADriverVersion string `json:"cudaDriverVersion,omitempty"`
 	// GPUs in PCI bus order; each entry may stand for several identical GPUs.
 	GPUs []GPUConfig `json:"gpus,omitempty"`
+	// Minors are the GPUs' device minor numbers (/dev/nvidia<minor>), one
+	// per GPU in PCI bus order. NVML numbers GPUs (index) in bus order, the
+	// driver numbers device nodes in probe order, and the two differ on
+	// real nodes; default: the index.
+	Minors []int `json:"minors,omitempty"`
 }
 
 // GPUConfig is one or more identical GPUs.
@@ -114,6 +119,16 @@ func (c *Config) validate() error {
 	}
 	if total > maxGeneratedGPUs {
 		fail("gpus: %d GPUs exceed the limit of %d per node", total, maxGeneratedGPUs)
+	}
+	seen := map[int]bool{}
+	for i, m := range c.Minors {
+		switch {
+		case m < 0 || m > 254:
+			fail("minors[%d]: %d is not a device minor (0-254)", i, m)
+		case seen[m]:
+			fail("minors[%d]: minor %d is given twice", i, m)
+		}
+		seen[m] = true
 	}
 	return errors.Join(errs...)
 }

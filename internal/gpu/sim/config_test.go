@@ -34,6 +34,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"profile and GPUs", "profile: dgxh100\ngpus:\n- model: l4-pcie-24gb\n", []string{"profile: cannot be combined with gpus"}},
 		{"unknown profile", "profile: dgx2\n", []string{`profile: unknown profile "dgx2"`}},
 		{"too many GPUs", "gpus:\n- model: l4-pcie-24gb\n  count: 33\n", []string{"gpus: 33 GPUs exceed the limit of 32"}},
+		{"minor out of range", "profile: l4x4\nminors: [0, 1, 2, 255]\n", []string{"minors[3]: 255 is not a device minor"}},
+		{"minor twice", "profile: l4x4\nminors: [3, 1, 3, 0]\n", []string{"minors[2]: minor 3 is given twice"}},
 		{"every entry error is reported", "gpus:\n- model: x\n- model: l4-pcie-24gb\n  count: -1\n",
 			[]string{"gpus[0].model", "gpus[1].count"}},
 	}
@@ -59,6 +61,7 @@ func TestStateErrorsNameTheEntry(t *testing.T) {
 			[]string{"gpus[0].migDevices[1]", "at most 1"}},
 		{"no free placement", "gpus:\n- model: h100-sxm5-80gb\n  migEnabled: true\n  migDevices:\n  - profile: 7g.80gb\n  - profile: 1g.10gb\n",
 			[]string{"gpus[0].migDevices[1]", "no free placement for 1g.10gb"}},
+		{"minors not one per GPU", "profile: l4x4\nminors: [3, 2]\n", []string{"minors: 2 given for 4 GPUs"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
