@@ -147,7 +147,7 @@ func TestSimMIGListAndFailComputeInstance(t *testing.T) {
 	mig := b.(gpu.MIGManager)
 	inv := simInventory(t, b)
 	g1 := inv.GPUs[1]
-	d, err := mig.CreateMIGDevice(context.Background(), gpu.MIGSlot{ParentUUID: g1.UUID, GIProfileID: 9, Placement: gpu.Placement{Start: 4, Size: 3}})
+	d, err := mig.CreateMIGDevice(context.Background(), gpu.MIGSlot{ParentUUID: g1.UUID, GIProfileID: 9, Placement: gpu.Placement{Start: 4, Size: 4}})
 	if err != nil {
 		t.Fatal(err)
 	}

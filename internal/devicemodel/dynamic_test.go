@@ -118,9 +118,10 @@ func TestBuildDynamicLayouts(t *testing.T) {
 			name: "an instance no claim holds is not published and takes its slices",
 			cuts: []string{"0 3g.40gb@0"},
 			opts: DynamicOptions{PerProfile: 1},
-			// Slice 3 is the one no larger profile can use any more.
+			// The 3g.40gb takes memory slices 0-3; a 1g.10gb at 6 blocks
+			// only the 3g.40gb at 4, one at 4 or 5 also the 2g.20gb at 4.
 			want: concat(
-				[]string{"gpu-0-mig-1g10gb-19-3", "gpu-0-mig-2g20gb-14-4", "gpu-0-mig-3g40gb-9-4"},
+				[]string{"gpu-0-mig-1g10gb-19-6", "gpu-0-mig-2g20gb-14-4", "gpu-0-mig-3g40gb-9-4"},
 				[]string{"gpu-1-mig-1g10gb-19-6", "gpu-1-mig-2g20gb-14-4", "gpu-1-mig-3g40gb-9-4", "gpu-1-mig-4g40gb-5-0", "gpu-1-mig-7g80gb-0-0"},
 				wholeRest[:6], []string{"gpu-1"}),
 		},
@@ -172,8 +173,8 @@ func TestBuildDynamicCountersExclude(t *testing.T) {
 	sets := map[string]resourceapi.CounterSet{}
 	for _, cs := range p.CounterSets {
 		sets[cs.Name] = cs
-		if len(cs.Counters) != 7 {
-			t.Errorf("%s has %d counters, want the 7 memory slices", cs.Name, len(cs.Counters))
+		if len(cs.Counters) != 8 {
+			t.Errorf("%s has %d counters, want the 8 memory slices", cs.Name, len(cs.Counters))
 		}
 	}
 	for _, d := range p.Devices {
@@ -184,7 +185,7 @@ func TestBuildDynamicCountersExclude(t *testing.T) {
 		if len(d.ConsumesCounters) != 1 || d.ConsumesCounters[0].CounterSet != CounterSetName(tgt.GPU) {
 			t.Fatalf("%s consumes %+v, want from %s", d.Name, d.ConsumesCounters, CounterSetName(tgt.GPU))
 		}
-		pl := gpu.Placement{Start: 0, Size: 7}
+		pl := gpu.Placement{Start: 0, Size: 8}
 		if tgt.Profile != nil {
 			pl = tgt.Placement
 		}

@@ -50,9 +50,9 @@ func TestSlotFor(t *testing.T) {
 		want   checkpoint.MIGSlot
 		err    string
 	}{
-		{device: "gpu-1-mig-3g40gb-9-4", want: checkpoint.MIGSlot{ParentUUID: g.UUID, Profile: "3g.40gb", GIProfileID: 9, PlacementStart: 4, PlacementSize: 3}},
+		{device: "gpu-1-mig-3g40gb-9-4", want: checkpoint.MIGSlot{ParentUUID: g.UUID, Profile: "3g.40gb", GIProfileID: 9, PlacementStart: 4, PlacementSize: 4}},
 		// A whole GPU in MIG mode is a MIG device spanning it.
-		{device: "gpu-1", want: checkpoint.MIGSlot{ParentUUID: g.UUID, Profile: "7g.80gb", GIProfileID: 0, PlacementStart: 0, PlacementSize: 7}},
+		{device: "gpu-1", want: checkpoint.MIGSlot{ParentUUID: g.UUID, Profile: "7g.80gb", GIProfileID: 0, PlacementStart: 0, PlacementSize: 8}},
 		{device: "gpu-1-mig-3g40gb-9-1", err: "1 is not a placement of 3g.40gb"},
 		{device: "gpu-12", err: "no GPU with minor number 12"},
 	}

@@ -81,7 +81,7 @@ func DynamicLayouts() []DynamicLayout {
 		},
 		{
 			Name:        "every-placement",
-			Description: "upstream's layout: every profile at every placement of every GPU, plus the GPU whole, never republished (22 devices per GPU; upstream's +me profile left out)",
+			Description: "upstream's layout: every profile at every placement of every GPU, plus the GPU whole, never republished (19 devices per GPU; upstream's +me profile left out)",
 			Options:     devicemodel.DynamicOptions{Profiles: everyPlacementProfiles, OpenGPUs: -1},
 		},
 		{

@@ -79,6 +79,10 @@ type Layout struct {
 	Dynamic *devicemodel.DynamicOptions
 	// WholeOnly: every request asks for a whole GPU.
 	WholeOnly bool
+	// Fixed: a Dynamic layout published once and never again, as a
+	// driver that publishes every placement does (counters alone keep
+	// overlapping placements apart).
+	Fixed bool
 }
 
 // Layouts returns the layouts compared, in report order.
@@ -94,6 +98,10 @@ func Layouts() []Layout {
 	for i := range sevenSmall {
 		sevenSmall[i] = sim.MIGDeviceConfig{Profile: "1g.10gb", Placement: ptr.To(i)}
 	}
+	every, err := allocate.DynamicLayoutByName("every-placement")
+	if err != nil {
+		panic(err) // a layout of this module's own benchmark
+	}
 	return []Layout{
 		{Name: "whole-gpus", Description: "MIG off: every request takes a whole GPU", Node: &sim.Config{Profile: "dgxh100"}, WholeOnly: true},
 		{Name: "static-4+4x7", Description: "static MIG: 4 whole GPUs, 4 cut into 7 × 1g.10gb", Node: staticMix(sevenSmall)},
@@ -103,6 +111,8 @@ func Layouts() []Layout {
 		})},
 		{Name: "dynamic-all", Description: "dynamic MIG, every free placement of 5 profiles on cut GPUs and one open GPU", Node: &sim.Config{Profile: "dgxh100-mig"}, Dynamic: &devicemodel.DynamicOptions{}},
 		{Name: "dynamic-1", Description: "dynamic MIG, one best-fit placement per profile and GPU", Node: &sim.Config{Profile: "dgxh100-mig"}, Dynamic: &devicemodel.DynamicOptions{PerProfile: 1}},
+		{Name: "dynamic-all+1g.20gb", Description: "dynamic-all with 1g.20gb offered too", Node: &sim.Config{Profile: "dgxh100-mig"}, Dynamic: &devicemodel.DynamicOptions{Profiles: []string{"1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"}}},
+		{Name: "every-placement", Description: "upstream's layout: every profile at every placement of every GPU, published once (GPU by GPU)", Node: &sim.Config{Profile: "dgxh100-mig"}, Dynamic: &every.Options, Fixed: true},
 	}
 }
 
@@ -151,6 +161,9 @@ func arrival(ctx context.Context, l Layout, stream []Request) (int, string, erro
 	cl, err := allocate.NodeCluster(ctx, "pack-node", l.Node, l.Dynamic)
 	if err != nil {
 		return 0, "", err
+	}
+	if l.Fixed {
+		cl.Republish = nil
 	}
 	s := allocate.NewScheduler(cl)
 	for i, r := range stream {

@@ -27,6 +27,23 @@ var hardwareGIProfileIDs = map[int]int{
 	nvml.GPU_INSTANCE_PROFILE_1_SLICE_REV1: 20,
 }
 
+// memorySlicePlacements are the placements the hardware reports for each
+// GPU-instance profile enum (`nvidia-smi mig -lgipp`) on every MIG GPU the
+// catalog has (A100, H100, H200, B200: 7 compute and 8 memory slices). The
+// go-nvml mocks of the H100, H200 and B200 give 3g and 7g instances 3 and 7
+// memory slices and 1g.20gb-class instances one slice at any of 7 starts
+// (their A100 mock has it right); a sim that took those would let seven
+// 1g.20gb fit on one GPU and publish counters real nodes do not have.
+var memorySlicePlacements = map[int][]gpu.Placement{
+	nvml.GPU_INSTANCE_PROFILE_1_SLICE:      {{Start: 0, Size: 1}, {Start: 1, Size: 1}, {Start: 2, Size: 1}, {Start: 3, Size: 1}, {Start: 4, Size: 1}, {Start: 5, Size: 1}, {Start: 6, Size: 1}},
+	nvml.GPU_INSTANCE_PROFILE_1_SLICE_REV1: {{Start: 0, Size: 1}, {Start: 1, Size: 1}, {Start: 2, Size: 1}, {Start: 3, Size: 1}, {Start: 4, Size: 1}, {Start: 5, Size: 1}, {Start: 6, Size: 1}},
+	nvml.GPU_INSTANCE_PROFILE_1_SLICE_REV2: {{Start: 0, Size: 2}, {Start: 2, Size: 2}, {Start: 4, Size: 2}, {Start: 6, Size: 2}},
+	nvml.GPU_INSTANCE_PROFILE_2_SLICE:      {{Start: 0, Size: 2}, {Start: 2, Size: 2}, {Start: 4, Size: 2}},
+	nvml.GPU_INSTANCE_PROFILE_3_SLICE:      {{Start: 0, Size: 4}, {Start: 4, Size: 4}},
+	nvml.GPU_INSTANCE_PROFILE_4_SLICE:      {{Start: 0, Size: 4}},
+	nvml.GPU_INSTANCE_PROFILE_7_SLICE:      {{Start: 0, Size: 8}},
+}
+
 // migProfilesFromMock turns a mock's GPU-instance profiles into gpu.MIGProfiles,
 // each paired with the compute-instance profile that spans the whole GPU
 // instance (the only shape gpudra creates).
@@ -53,9 +70,11 @@ func migProfilesFromMock(c gpus.MIGProfileConfig, deviceMemoryBytes uint64) ([]m
 			return nil, fmt.Errorf("GPU instance profile %d: name %s is taken by another profile", giEnum, name)
 		}
 		names[name.String()] = true
-		placements := make([]gpu.Placement, 0, len(c.GpuInstancePlacements[giEnum]))
-		for _, p := range c.GpuInstancePlacements[giEnum] {
-			placements = append(placements, gpu.Placement{Start: int(p.Start), Size: int(p.Size)})
+		placements := slices.Clone(memorySlicePlacements[giEnum])
+		if placements == nil {
+			for _, p := range c.GpuInstancePlacements[giEnum] {
+				placements = append(placements, gpu.Placement{Start: int(p.Start), Size: int(p.Size)})
+			}
 		}
 		if len(placements) == 0 {
 			return nil, fmt.Errorf("GPU instance profile %s: no placements", name)
@@ -76,7 +95,7 @@ func migProfilesFromMock(c gpus.MIGProfileConfig, deviceMemoryBytes uint64) ([]m
 				MemoryBytes:     memoryMB * mib,
 				Placements:      placements,
 			},
-			instanceCount: int(info.InstanceCount),
+			instanceCount: min(int(info.InstanceCount), len(placements)),
 		})
 	}
 	slices.SortFunc(specs, func(a, b migProfileSpec) int { return a.profile.GIProfileID - b.profile.GIProfileID })

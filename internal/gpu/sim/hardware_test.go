@@ -172,7 +172,7 @@ func TestBadHardwareFileFailsInventoryNamingTheField(t *testing.T) {
 	}{
 		{"overlap", func(st *HardwareState) {
 			st.GPUs[0].MIGDevices = []HardwareMIGDevice{
-				{UUID: "MIG-a", Profile: "3g.40gb", GIProfileID: 9, PlacementStart: 0, PlacementSize: 3, GIID: 1},
+				{UUID: "MIG-a", Profile: "3g.40gb", GIProfileID: 9, PlacementStart: 0, PlacementSize: 4, GIID: 1},
 				{UUID: "MIG-b", Profile: "1g.10gb", GIProfileID: 19, PlacementStart: 2, PlacementSize: 1, GIID: 9},
 			}
 		}, []string{"gpus[0].migDevices[1].placementStart", "overlaps 3g.40gb"}},
@@ -180,8 +180,8 @@ func TestBadHardwareFileFailsInventoryNamingTheField(t *testing.T) {
 			st.GPUs[1].MIGDevices = []HardwareMIGDevice{{UUID: "MIG-a", GIProfileID: 3, PlacementStart: 0, PlacementSize: 1}}
 		}, []string{"gpus[1].migDevices[0].giProfileId", "no GPU instance profile 3"}},
 		{"bad placement", func(st *HardwareState) {
-			st.GPUs[0].MIGDevices = []HardwareMIGDevice{{UUID: "MIG-a", GIProfileID: 9, PlacementStart: 2, PlacementSize: 3}}
-		}, []string{"gpus[0].migDevices[0].placementStart", "2+3 is not a placement of 3g.40gb"}},
+			st.GPUs[0].MIGDevices = []HardwareMIGDevice{{UUID: "MIG-a", GIProfileID: 9, PlacementStart: 2, PlacementSize: 4}}
+		}, []string{"gpus[0].migDevices[0].placementStart", "2+4 is not a placement of 3g.40gb"}},
 		{"devices without MIG mode", func(st *HardwareState) {
 			st.GPUs[2].MIGDevices = []HardwareMIGDevice{{UUID: "MIG-a", GIProfileID: 19, PlacementStart: 0, PlacementSize: 1}}
 		}, []string{"gpus[2].migEnabled"}},

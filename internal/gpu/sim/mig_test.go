@@ -30,7 +30,7 @@ func TestCreateAndDestroyMIGDevice(t *testing.T) {
 	wantErr(t, err)
 	big, err := create(b, gpus[0], 9, 0)
 	wantErr(t, err)
-	if big.Profile.Name != "3g.40gb" || big.Placement.Start != 0 || big.Placement.Size != 3 || big.GIID != 1 || big.CIID != 0 {
+	if big.Profile.Name != "3g.40gb" || big.Placement.Start != 0 || big.Placement.Size != 4 || big.GIID != 1 || big.CIID != 0 {
 		t.Errorf("created %+v", big)
 	}
 	if !migUUIDPattern.MatchString(small.UUID) || small.GIID != 13 {
