@@ -97,6 +97,12 @@ func DynamicLayouts() []DynamicLayout {
 			Republish:   true,
 		},
 		{
+			Name:        "dynamic-all+1g.20gb",
+			Description: "as dynamic-all, with 1g.20gb offered too (a <= 20 GiB request on one compute slice)",
+			Options:     devicemodel.DynamicOptions{Profiles: []string{"1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"}},
+			Republish:   true,
+		},
+		{
 			Name:        "dynamic-all-open",
 			Description: "as dynamic-all, but every untouched GPU also publishes its placements",
 			Options:     devicemodel.DynamicOptions{OpenGPUs: -1},
