@@ -22,7 +22,15 @@ import (
 // MIG devices outlive the plugin.
 func dynamicEnv(t *testing.T) (*env, *sim.Backend) {
 	t.Helper()
-	b, err := sim.New(sim.Options{NodeName: nodeName, Profile: "dgxh100-mig"})
+	return dynamicEnvOn(t, sim.Options{Profile: "dgxh100-mig"})
+}
+
+// dynamicEnvOn is a driver in dynamic MIG mode on the simulated node opts
+// describe (NodeName is set here).
+func dynamicEnvOn(t *testing.T, opts sim.Options) (*env, *sim.Backend) {
+	t.Helper()
+	opts.NodeName = nodeName
+	b, err := sim.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,13 +150,7 @@ func TestDynamicWholeGPUAndSharedGPU(t *testing.T) {
 // error naming the claim, the device and the reason; nothing is left
 // behind and the claim beside them is prepared.
 func TestDynamicBadInputFailsOnlyThatClaim(t *testing.T) {
-	b, err := sim.New(sim.Options{NodeName: nodeName, Profile: "mixed"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := unstartedEnv(t, b, nil)
-	e.configure = func(c *Config) { c.MIGMode = devicemodel.MIGModeDynamic }
-	e.restart("boot-1")
+	e, b := dynamicEnvOn(t, sim.Options{Profile: "mixed"})
 
 	good := e.claim("good", []alloc{{"mig", "gpu-1-mig-3g40gb-9-0", false}})
 	tests := []struct {
@@ -350,13 +352,7 @@ func TestDynamicMinorsAreNotIndexes(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("profile: dgxh100-mig\nminors: [7, 6, 5, 4, 3, 2, 1, 0]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := sim.New(sim.Options{NodeName: nodeName, ConfigFile: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := unstartedEnv(t, b, nil)
-	e.configure = func(c *Config) { c.MIGMode = devicemodel.MIGModeDynamic }
-	e.restart("boot-1")
+	e, b := dynamicEnvOn(t, sim.Options{ConfigFile: cfg})
 
 	small := e.claim("small", []alloc{{"mig", "gpu-6-mig-2g20gb-14-2", false}})
 	whole := e.claim("whole", []alloc{{"gpu", "gpu-0", false}})

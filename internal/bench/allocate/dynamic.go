@@ -70,6 +70,12 @@ type DynamicLayout struct {
 // does not model).
 var everyPlacementProfiles = []string{"1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"}
 
+// EveryPlacement is upstream's layout as BuildDynamic options: every
+// profile at every placement of every GPU (published once, it stays so).
+func EveryPlacement() devicemodel.DynamicOptions {
+	return devicemodel.DynamicOptions{Profiles: everyPlacementProfiles, OpenGPUs: -1}
+}
+
 // DynamicLayouts returns the layouts the benchmark compares, in report
 // order.
 func DynamicLayouts() []DynamicLayout {
@@ -82,7 +88,7 @@ func DynamicLayouts() []DynamicLayout {
 		{
 			Name:        "every-placement",
 			Description: "upstream's layout: every profile at every placement of every GPU, plus the GPU whole, never republished (19 devices per GPU; upstream's +me profile left out)",
-			Options:     devicemodel.DynamicOptions{Profiles: everyPlacementProfiles, OpenGPUs: -1},
+			Options:     EveryPlacement(),
 		},
 		{
 			Name:        "dynamic-all",

@@ -98,10 +98,7 @@ func Layouts() []Layout {
 	for i := range sevenSmall {
 		sevenSmall[i] = sim.MIGDeviceConfig{Profile: "1g.10gb", Placement: ptr.To(i)}
 	}
-	every, err := allocate.DynamicLayoutByName("every-placement")
-	if err != nil {
-		panic(err) // a layout of this module's own benchmark
-	}
+	every := allocate.EveryPlacement()
 	return []Layout{
 		{Name: "whole-gpus", Description: "MIG off: every request takes a whole GPU", Node: &sim.Config{Profile: "dgxh100"}, WholeOnly: true},
 		{Name: "static-4+4x7", Description: "static MIG: 4 whole GPUs, 4 cut into 7 × 1g.10gb", Node: staticMix(sevenSmall)},
@@ -112,7 +109,7 @@ func Layouts() []Layout {
 		{Name: "dynamic-all", Description: "dynamic MIG, every free placement of 5 profiles on cut GPUs and one open GPU", Node: &sim.Config{Profile: "dgxh100-mig"}, Dynamic: &devicemodel.DynamicOptions{}},
 		{Name: "dynamic-1", Description: "dynamic MIG, one best-fit placement per profile and GPU", Node: &sim.Config{Profile: "dgxh100-mig"}, Dynamic: &devicemodel.DynamicOptions{PerProfile: 1}},
 		{Name: "dynamic-all+1g.20gb", Description: "dynamic-all with 1g.20gb offered too", Node: &sim.Config{Profile: "dgxh100-mig"}, Dynamic: &devicemodel.DynamicOptions{Profiles: []string{"1g.10gb", "1g.20gb", "2g.20gb", "3g.40gb", "4g.40gb", "7g.80gb"}}},
-		{Name: "every-placement", Description: "upstream's layout: every profile at every placement of every GPU, published once (GPU by GPU)", Node: &sim.Config{Profile: "dgxh100-mig"}, Dynamic: &every.Options, Fixed: true},
+		{Name: "every-placement", Description: "upstream's layout: every profile at every placement of every GPU, published once (GPU by GPU)", Node: &sim.Config{Profile: "dgxh100-mig"}, Dynamic: &every, Fixed: true},
 	}
 }
 
