@@ -125,6 +125,9 @@ type GPU struct {
 	MIGEnabled bool
 	// ComputeMode is the current compute mode.
 	ComputeMode ComputeMode
+	// TimeSlice is the current compute time-slice policy, TimeSliceUnknown
+	// where the backend cannot read it.
+	TimeSlice TimeSlice
 	// MIGProfiles lists the GPU-instance profiles the GPU supports, with their
 	// possible placements. Empty for GPUs without MIG.
 	MIGProfiles []MIGProfile

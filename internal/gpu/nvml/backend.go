@@ -17,8 +17,10 @@
 //     Inventory returns an error only when NVML as a whole fails (driver
 //     version, device count); that error names the call and wraps the
 //     nvml.Return so callers can test it with errors.Is.
+//   - SetComputeMode and SetTimeSlice (settings.go, the latter through
+//     nvidia-smi) change a GPU only when a claim asks for sharing.
 //   - CreateMIGDevice, DestroyMIGDevice and EnableMIGMode (migmanager.go)
-//     are the only calls that change a GPU; the plugin makes them only in
+//     are the only other calls that change a GPU; the plugin makes them only in
 //     dynamic MIG mode. MIG mode is never switched off and no GPU is reset.
 //     They are tested over go-nvml's mock servers, taught NVML's refusals
 //     (migmock_test.go), with the same contract suite as the sim backend.
@@ -50,6 +52,9 @@ type Options struct {
 	// Lib replaces the NVML library found under DriverRoot; tests pass a
 	// go-nvml mock here.
 	Lib gonvml.Interface
+	// NvidiaSMI is the nvidia-smi to set time slices with; empty finds it
+	// under DriverRoot when first needed.
+	NvidiaSMI string
 }
 
 // Backend reads GPUs through NVML. It is safe for concurrent use: NVML is
@@ -60,6 +65,11 @@ type Backend struct {
 	devices   nvdevice.Interface
 	sysfsRoot string
 	symbols   optionalSymbols
+	// driverRoot, libraryPath (empty for an injected library) and
+	// nvidiaSMIPath are for running nvidia-smi (settings.go).
+	driverRoot    string
+	libraryPath   string
+	nvidiaSMIPath string
 
 	mu     sync.RWMutex
 	closed bool
@@ -81,13 +91,14 @@ func New(opts Options) (*Backend, error) {
 
 	lib := opts.Lib
 	source := "injected NVML library"
+	libraryPath := ""
 	if lib == nil {
 		path, err := findLibrary(opts.DriverRoot)
 		if err != nil {
 			return nil, err
 		}
 		lib = gonvml.New(gonvml.WithLibraryPath(path))
-		source = path
+		source, libraryPath = path, path
 	}
 
 	// Nothing but Init may be called until Init has succeeded. Formatting the
@@ -105,6 +116,10 @@ func New(opts Options) (*Backend, error) {
 		devices:   nvdevice.New(lib),
 		sysfsRoot: opts.SysfsRoot,
 		symbols:   lookupOptionalSymbols(lib),
+
+		driverRoot:    opts.DriverRoot,
+		libraryPath:   libraryPath,
+		nvidiaSMIPath: opts.NvidiaSMI,
 	}, nil
 }
 

@@ -91,6 +91,7 @@ func TestInventoryDGXH100(t *testing.T) {
 			AddressingMode:        "HMM",
 			MIGCapable:            true,
 			ComputeMode:           gpu.ComputeModeDefault,
+			TimeSlice:             gpu.TimeSliceUnknown,
 			MIGProfiles:           g.MIGProfiles,
 		}
 		if !reflect.DeepEqual(g, wantGPU) {

@@ -61,6 +61,8 @@ func (b *Backend) readGPU(ctx context.Context, index int, dev gonvml.Device) (g 
 	}
 	g.PCIeRoot, g.NUMANode = readTopology(ctx, b.sysfsRoot, g.PCIBusID)
 
+	// NVML has no call that reads the compute time slice.
+	g.TimeSlice = gpu.TimeSliceUnknown
 	if g.ComputeMode, err = computeMode(dev); err != nil {
 		return gpu.GPU{}, false, err
 	}

@@ -174,26 +174,43 @@ func (b *Backend) lostGPUs() (map[string]Fault, error) {
 }
 
 // SetComputeMode sets a GPU's compute mode (MPS needs Exclusive_Process).
-func (b *Backend) SetComputeMode(uuid string, mode gpu.ComputeMode) error {
-	switch mode {
-	case gpu.ComputeModeDefault, gpu.ComputeModeExclusiveProcess, gpu.ComputeModeProhibited:
-	default:
+// Like NVML, it refuses a lost GPU and a MIG device.
+func (b *Backend) SetComputeMode(_ context.Context, uuid string, mode gpu.ComputeMode) error {
+	if !gpu.ValidComputeMode(mode) {
 		return fmt.Errorf("set compute mode of %s: unknown compute mode %q", uuid, mode)
 	}
+	err := b.mutateGPU(uuid, func(g *simGPU) { g.state.ComputeMode = mode })
+	if err != nil {
+		return fmt.Errorf("set compute mode of %s to %s: %w", uuid, mode, err)
+	}
+	return nil
+}
+
+// SetTimeSlice sets a GPU's compute time slice, as `nvidia-smi
+// compute-policy --set-timeslice` does.
+func (b *Backend) SetTimeSlice(_ context.Context, uuid string, t gpu.TimeSlice) error {
+	if !t.Valid() {
+		return fmt.Errorf("set time slice of %s: %d is not a time slice (0 Default to 3 Long)", uuid, int(t))
+	}
+	err := b.mutateGPU(uuid, func(g *simGPU) { g.state.TimeSlice = t })
+	if err != nil {
+		return fmt.Errorf("set time slice of %s to %s: %w", uuid, t, err)
+	}
+	return nil
+}
+
+// mutateGPU changes one full GPU's state as one hardware step.
+func (b *Backend) mutateGPU(uuid string, fn func(g *simGPU)) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	err := b.mutateHardware(func() error {
+	return b.mutateHardware(func() error {
 		g, err := b.gpuByUUID(uuid)
 		if err != nil {
 			return err
 		}
-		g.state.ComputeMode = mode
+		fn(g)
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("set compute mode of %s: %w", uuid, err)
-	}
-	return nil
 }
 
 var errBackendClosed = errors.New("sim backend is closed")
@@ -213,9 +230,9 @@ func (b *Backend) gpuByUUID(uuid string) (*simGPU, error) {
 		}
 	}
 	if parent, _ := b.migByUUID(uuid); parent != nil {
-		return nil, fmt.Errorf("%s is a MIG device of %s, not a GPU", uuid, parent.state.UUID)
+		return nil, fmt.Errorf("%s is a MIG device of %s: %w", uuid, parent.state.UUID, gpu.ErrNotAGPU)
 	}
-	return nil, fmt.Errorf("no GPU %s on this node", uuid)
+	return nil, fmt.Errorf("%s: %w", uuid, gpu.ErrNotAGPU)
 }
 
 // refuseLost fails for a GPU the state directory declares lost, as NVML

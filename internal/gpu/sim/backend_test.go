@@ -79,7 +79,7 @@ func TestSetComputeMode(t *testing.T) {
 		{name: "MIG UUID", mode: gpu.ComputeModeDefault, uuid: func(inv *gpu.Inventory) string { return inv.GPUs[0].MIGDevices[0].UUID },
 			want: []string{"is a MIG device of"}},
 		{name: "unknown GPU", mode: gpu.ComputeModeDefault, uuid: func(*gpu.Inventory) string { return "GPU-missing" },
-			want: []string{"no GPU GPU-missing"}},
+			want: []string{"GPU-missing: not a GPU of this node"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,7 +89,7 @@ func TestSetComputeMode(t *testing.T) {
 			if tt.uuid != nil {
 				uuid = tt.uuid(inv)
 			}
-			wantErr(t, b.SetComputeMode(uuid, tt.mode), tt.want...)
+			wantErr(t, b.SetComputeMode(context.Background(), uuid, tt.mode), tt.want...)
 			after := inventory(t, b)
 			for i, g := range after.GPUs {
 				want := gpu.ComputeModeDefault
@@ -115,7 +115,8 @@ func TestClosedBackendRefusesCalls(t *testing.T) {
 	wantErr(t, err, "closed")
 	wantErr(t, destroy(b, gpus[1], mig), "closed")
 	wantErr(t, b.SetMIGMode(gpus[0], false), "closed")
-	wantErr(t, b.SetComputeMode(gpus[0], gpu.ComputeModeDefault), "closed")
+	wantErr(t, b.SetComputeMode(context.Background(), gpus[0], gpu.ComputeModeDefault), "closed")
+	wantErr(t, b.SetTimeSlice(context.Background(), gpus[0], gpu.TimeSliceLong), "closed")
 }
 
 func TestInventoryHonoursContext(t *testing.T) {

@@ -80,12 +80,12 @@ func TestLostGPURefusesOperationsUntilCleared(t *testing.T) {
 	wantErr(t, err, "create MIG device "+migGPU.UUID, "is lost", "GPU_IS_LOST")
 	wantErr(t, destroy(b, migGPU.UUID, mig), "destroy MIG device "+migGPU.UUID, "is lost")
 	wantErr(t, b.SetMIGMode(wholeGPU.UUID, true), "is lost")
-	wantErr(t, b.SetComputeMode(wholeGPU.UUID, gpu.ComputeModeExclusiveProcess), "is lost")
-	wantErr(t, b.SetComputeMode(other.UUID, gpu.ComputeModeExclusiveProcess))
+	wantErr(t, b.SetComputeMode(context.Background(), wholeGPU.UUID, gpu.ComputeModeExclusiveProcess), "is lost")
+	wantErr(t, b.SetComputeMode(context.Background(), other.UUID, gpu.ComputeModeExclusiveProcess))
 
 	clearFaults(t, dir, "")
 	wantErr(t, destroy(b, migGPU.UUID, mig))
-	wantErr(t, b.SetComputeMode(wholeGPU.UUID, gpu.ComputeModeExclusiveProcess))
+	wantErr(t, b.SetComputeMode(context.Background(), wholeGPU.UUID, gpu.ComputeModeExclusiveProcess))
 	after := inventory(t, b)
 	if len(after.Unavailable) != 0 || len(after.GPUs) != len(inv.GPUs) {
 		t.Fatalf("after clearing: %d GPUs, %d unavailable; want %d and none", len(after.GPUs), len(after.Unavailable), len(inv.GPUs))

@@ -40,7 +40,7 @@ import (
 //	  "nextSerial": 3,
 //	  "gpus": [
 //	    {"uuid": "GPU-...", "index": 0, "minor": 0, "product": "NVIDIA H100 80GB HBM3",
-//	     "migEnabled": true, "computeMode": "Default",
+//	     "migEnabled": true, "computeMode": "Default", "timeSlice": 0,
 //	     "migDevices": [
 //	       {"uuid": "MIG-...", "profile": "1g.10gb", "giProfileId": 19,
 //	        "placementStart": 6, "placementSize": 1, "giId": 13, "ciId": 0}
@@ -78,6 +78,9 @@ type HardwareGPU struct {
 	Product     string          `json:"product"`
 	MIGEnabled  bool            `json:"migEnabled"`
 	ComputeMode gpu.ComputeMode `json:"computeMode"`
+	// TimeSlice is the compute time slice, 0 (Default) to 3 (Long); a file
+	// written before it existed has none, which reads as Default.
+	TimeSlice gpu.TimeSlice `json:"timeSlice"`
 	// FailNextComputeInstance makes the next compute-instance create on
 	// this GPU fail (see ArmComputeInstanceFailure); it is used up by it.
 	FailNextComputeInstance bool                `json:"failNextComputeInstance,omitempty"`
@@ -230,6 +233,7 @@ func (b *Backend) hardwareSnapshot() HardwareState {
 			Product:                 g.state.ProductName,
 			MIGEnabled:              g.state.MIGEnabled,
 			ComputeMode:             g.state.ComputeMode,
+			TimeSlice:               g.state.TimeSlice,
 			FailNextComputeInstance: g.failNextComputeInstance,
 			MIGDevices:              []HardwareMIGDevice{},
 		}
@@ -277,16 +281,18 @@ func (b *Backend) applyHardware(st *HardwareState) error {
 		if len(u.mig) > 0 && !hg.MIGEnabled {
 			return fmt.Errorf("gpus[%d].migEnabled: false, but the GPU has %d MIG devices", i, len(u.mig))
 		}
-		switch hg.ComputeMode {
-		case gpu.ComputeModeDefault, gpu.ComputeModeExclusiveProcess, gpu.ComputeModeProhibited:
-		default:
+		if !gpu.ValidComputeMode(hg.ComputeMode) {
 			return fmt.Errorf("gpus[%d].computeMode: unknown compute mode %q", i, hg.ComputeMode)
+		}
+		if !hg.TimeSlice.Valid() {
+			return fmt.Errorf("gpus[%d].timeSlice: %d is not a time slice (0 Default to 3 Long)", i, hg.TimeSlice)
 		}
 		updates = append(updates, u)
 	}
 	for _, u := range updates {
 		u.g.state.MIGEnabled = u.hg.MIGEnabled
 		u.g.state.ComputeMode = u.hg.ComputeMode
+		u.g.state.TimeSlice = u.hg.TimeSlice
 		u.g.failNextComputeInstance = u.hg.FailNextComputeInstance
 		u.g.state.MIGDevices = nil
 		for _, d := range u.mig {

@@ -73,7 +73,7 @@ func TestCreateMIGDeviceRefusals(t *testing.T) {
 		{name: "not in MIG mode", gpu: 2, profile: 19, start: 0, want: []string{"MIG mode is disabled"}},
 		{name: "no MIG on L4", gpu: 3, profile: 19, start: 0, want: []string{"NVIDIA L4 does not support MIG"}},
 		{name: "unknown profile", gpu: 0, profile: 3, start: 0, want: []string{"no GPU instance profile 3", "valid: 0, 5, 9, 14, 15, 19, 20"}},
-		{name: "unknown GPU", gpu: -1, profile: 19, start: 0, want: []string{"no GPU GPU-missing"}},
+		{name: "unknown GPU", gpu: -1, profile: 19, start: 0, want: []string{"GPU-missing: not a GPU of this node"}},
 		{
 			name: "instance count",
 			setup: func(b *Backend, gpus []string) error {
