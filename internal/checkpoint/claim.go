@@ -40,6 +40,22 @@ type Claim struct {
 	BootID     string
 	PreparedAt time.Time
 	Devices    []Device
+	// Settings are the GPU-wide settings the claim holds (a time slice, a
+	// compute mode), recorded before they are applied; see
+	// internal/sharing.
+	Settings []SettingHold
+}
+
+// SettingHold is a claim's hold on one GPU-wide setting.
+type SettingHold struct {
+	// GPU is the full GPU's UUID.
+	GPU string
+	// Kind is "timeSlice" or "computeMode"; Value its value by name.
+	Kind  string
+	Value string
+	// Previous is what the GPU had before the first claim holding the
+	// setting changed it; "" when unknown (then the default is restored).
+	Previous string
 }
 
 // Device is one device allocated to a claim and prepared for it.
@@ -94,6 +110,11 @@ func (c *Claim) validate() error {
 // disk equals the one that was put.
 func (c Claim) normalized() Claim {
 	c.PreparedAt = c.PreparedAt.UTC()
+	if len(c.Settings) == 0 {
+		c.Settings = nil
+	} else {
+		c.Settings = slices.Clone(c.Settings)
+	}
 	if len(c.Devices) == 0 {
 		c.Devices = nil
 		return c

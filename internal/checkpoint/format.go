@@ -88,6 +88,17 @@ type claimV1 struct {
 	BootID     string     `json:"bootID,omitempty"`
 	PreparedAt time.Time  `json:"preparedAt,omitzero"`
 	Devices    []deviceV1 `json:"devices,omitempty"`
+	// Settings was added in v1 without a version bump: decoders before it
+	// ignore it, and they had no sharing to misread it for. A downgrade
+	// forgets the holds, so the settings stay until set again.
+	Settings []settingHoldV1 `json:"settings,omitempty"`
+}
+
+type settingHoldV1 struct {
+	GPU      string `json:"gpu"`
+	Kind     string `json:"kind"`
+	Value    string `json:"value"`
+	Previous string `json:"previous,omitempty"`
 }
 
 type deviceV1 struct {
@@ -145,6 +156,9 @@ func toV1(c Claim) claimV1 {
 		BootID:     c.BootID,
 		PreparedAt: c.PreparedAt,
 	}
+	for _, h := range c.Settings {
+		rec.Settings = append(rec.Settings, settingHoldV1(h))
+	}
 	for _, d := range c.Devices {
 		rec.Devices = append(rec.Devices, deviceV1{
 			Request:      d.Request,
@@ -182,6 +196,9 @@ func fromV1(rec claimV1) Claim {
 			AdminAccess:  d.AdminAccess,
 			MIG:          (*MIGSlot)(d.MIG),
 		})
+	}
+	for _, h := range rec.Settings {
+		c.Settings = append(c.Settings, SettingHold(h))
 	}
 	return c
 }

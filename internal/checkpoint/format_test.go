@@ -201,3 +201,39 @@ func TestDecodeDynamicMIGSlot(t *testing.T) {
 		t.Error("normalized shares the MIG slot")
 	}
 }
+
+// TestDecodeSettings: the GPU settings a claim holds survive decode,
+// encode and decode again; an unknown previous value stays unknown.
+func TestDecodeSettings(t *testing.T) {
+	data, err := os.ReadFile("testdata/v1-settings.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []SettingHold{
+		{GPU: "GPU-dddd", Kind: "timeSlice", Value: "Long", Previous: "Medium"},
+		{GPU: "GPU-dddd", Kind: "computeMode", Value: "Default"},
+	}
+	if s := got.claims["uid-1"].Settings; !reflect.DeepEqual(s, want) {
+		t.Fatalf("settings %+v, want %+v", s, want)
+	}
+	out, err := encode(got.bootID, got.claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := decode(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again.claims, got.claims) {
+		t.Errorf("round trip changed the record:\n got %+v\nwant %+v", again.claims, got.claims)
+	}
+	c := got.claims["uid-1"].normalized()
+	c.Settings[0].Value = "Short"
+	if got.claims["uid-1"].Settings[0].Value != "Long" {
+		t.Error("normalized shares the settings")
+	}
+}

@@ -119,6 +119,10 @@ func (d *Driver) CleanupOnce(ctx context.Context) CleanupReport {
 		}
 	}
 
+	// A GPU that lost a setting a prepared claim holds (a reset) gets it
+	// back.
+	d.reconcileSettings(ctx)
+
 	uids, err := d.cfg.CDI.ListClaimSpecs()
 	if err != nil {
 		logger.Error(err, "List CDI specs")

@@ -43,6 +43,7 @@ import (
 	"github.com/gpudra/gpudra/internal/devicemodel"
 	"github.com/gpudra/gpudra/internal/gpu"
 	"github.com/gpudra/gpudra/internal/migmanager"
+	"github.com/gpudra/gpudra/internal/sharing"
 )
 
 // checkpointStore is what the driver needs of the checkpoint.
@@ -146,6 +147,9 @@ type Driver struct {
 	refreshMu sync.Mutex
 	// mig makes and removes dynamic-MIG devices; nil in static mode.
 	mig *migmanager.Manager
+	// sharing applies the GPU settings claims hold; nil when the backend
+	// cannot change settings.
+	sharing *sharing.Manager
 	// offered is when each dynamic-MIG device was last offered (see
 	// Config.KeepWindow); guarded by refreshMu.
 	offered map[string]time.Time
@@ -200,6 +204,9 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	default:
 		return nil, fmt.Errorf("MIG mode %q: want %s or %s", cfg.MIGMode, devicemodel.MIGModeStatic, devicemodel.MIGModeDynamic)
 	}
+	if sb, ok := cfg.Backend.(sharing.Backend); ok {
+		d.sharing = sharing.NewManager(sb)
+	}
 	if err := d.removeStaleTempFiles(ctx); err != nil {
 		return nil, err
 	}
@@ -214,6 +221,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	}
 	recovered := d.recoverSpecs(ctx)
 	d.reportCheckpoint(ctx, cfg.Checkpoint, recovered)
+	d.reconcileSettings(ctx)
 	return d, nil
 }
 

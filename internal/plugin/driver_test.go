@@ -382,8 +382,8 @@ func TestBadInputFailsOnlyThatClaim(t *testing.T) {
 		{
 			name:    "sharing not applied yet",
 			devices: []alloc{{"gpu", gpuDevice, false}},
-			config:  opaque([]string{"gpu"}, resourceapi.AllocationConfigSourceClaim, `{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig","sharing":{"strategy":"TimeSlicing"}}`),
-			want:    []string{"default/sharing-not-applied-yet", gpuDevice, "sharing.strategy", "TimeSlicing", "not supported"},
+			config:  opaque([]string{"gpu"}, resourceapi.AllocationConfigSourceClaim, `{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig","sharing":{"strategy":"MPS"}}`),
+			want:    []string{"default/sharing-not-applied-yet", gpuDevice, "sharing.strategy", "MPS", "not supported"},
 		},
 		{
 			name:    "device not on this node",

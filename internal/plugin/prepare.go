@@ -16,6 +16,7 @@ import (
 	"github.com/gpudra/gpudra/internal/checkpoint"
 	"github.com/gpudra/gpudra/internal/deviceconfig"
 	"github.com/gpudra/gpudra/internal/failpoint"
+	"github.com/gpudra/gpudra/internal/sharing"
 )
 
 // Failpoints of prepare (see internal/failpoint).
@@ -73,7 +74,7 @@ func (d *Driver) prepareLocked(ctx context.Context, claim *resourceapi.ResourceC
 		}
 	}
 
-	rec, cdiDevs, err := d.plan(ref, claim)
+	rec, cdiDevs, wants, err := d.plan(ref, claim)
 	if err != nil {
 		return nil, err
 	}
@@ -97,6 +98,11 @@ func (d *Driver) prepareLocked(ctx context.Context, claim *resourceapi.ResourceC
 
 	if hasMIGSlots(rec) {
 		if err := d.createMIGDevices(ctx, ref, &rec, cdiDevs); err != nil {
+			return nil, err
+		}
+	}
+	if len(wants) > 0 {
+		if err := d.acquireSettings(ctx, ref, &rec, wants); err != nil {
 			return nil, err
 		}
 	}
@@ -152,9 +158,10 @@ func (d *Driver) whyNotPrepared(ctx context.Context, rec checkpoint.Claim, claim
 }
 
 // plan works out, without side effects, what preparing the claim means: the
-// checkpoint record to write and the devices for the CDI spec. Every error
-// here is the user's or the allocation's and names claim, device and field.
-func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoint.Claim, []cdi.Device, error) {
+// checkpoint record to write, the devices for the CDI spec and the GPU
+// settings to hold. Every error here is the user's or the allocation's and
+// names claim, device and field.
+func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoint.Claim, []cdi.Device, []sharing.Setting, error) {
 	s := d.snapshot.Load()
 	resolved, err := deviceconfig.Resolve(claim, d.cfg.DriverName, func(device string) (deviceconfig.DeviceType, bool) {
 		if typ, ok := d.dynamicType(s.inventory, device); ok {
@@ -167,7 +174,7 @@ func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoin
 		return deviceconfig.DeviceType(loc.Type()), true
 	})
 	if err != nil {
-		return checkpoint.Claim{}, nil, err
+		return checkpoint.Claim{}, nil, nil, err
 	}
 
 	rec := checkpoint.Claim{
@@ -175,18 +182,24 @@ func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoin
 		BootID: d.cfg.Store.BootID(), PreparedAt: time.Now(),
 	}
 	var cdiDevs []cdi.Device
+	var wants []sharing.Setting
 	for _, r := range resolved {
 		if r.Pool != d.cfg.NodeName {
-			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s) is in pool %q, but this node's pool is %q", ref, r.Device, r.Request, r.Pool, d.cfg.NodeName)
+			return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s) is in pool %q, but this node's pool is %q", ref, r.Device, r.Request, r.Pool, d.cfg.NodeName)
 		}
 		if err := checkSupported(r.Config); err != nil {
-			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
+			return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
 		}
 		slot, dynamic, err := d.dynamicSlot(s.inventory, r.Device)
 		if err != nil {
-			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
+			return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
 		}
 		if dynamic {
+			if parent := s.inventory.FindGPU(slot.ParentUUID); parent != nil {
+				if _, err := d.settingsWanted(r, parent); err != nil {
+					return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
+				}
+			}
 			// A MIG device prepare cuts (a whole GPU in MIG mode is one
 			// spanning it); the CDI device gets it once it exists.
 			typ, _ := d.dynamicType(s.inventory, r.Device)
@@ -206,12 +219,19 @@ func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoin
 			dev.ParentUUID = loc.GPU.UUID
 		}
 		if reason, gone := s.retained[r.Device]; gone {
-			return checkpoint.Claim{}, nil, fmt.Errorf("claim %s: device %s (request %s) is unavailable: %s", ref, r.Device, r.Request, reason)
+			return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s) is unavailable: %s", ref, r.Device, r.Request, reason)
+		}
+		if loc.MIG == nil {
+			w, err := d.settingsWanted(r, loc.GPU)
+			if err != nil {
+				return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
+			}
+			wants = append(wants, w...)
 		}
 		rec.Devices = append(rec.Devices, dev)
 		cdiDevs = append(cdiDevs, cdi.Device{Name: r.Device, Request: r.Request, Pool: r.Pool, AdminAccess: r.AdminAccess, GPU: *loc.GPU, MIG: loc.MIG})
 	}
-	return rec, cdiDevs, nil
+	return rec, cdiDevs, wants, nil
 }
 
 // checkSupported refuses what this version decodes and validates but cannot
@@ -228,8 +248,8 @@ func checkSupported(cfg configapi.Config) error {
 			strategy = c.Sharing.Strategy
 		}
 	}
-	if strategy != "" {
-		return fmt.Errorf("%s: sharing strategy %s (field sharing.strategy) is not supported by this version of gpudra yet; remove the sharing block to get the device for exclusive use", cfg.Kind(), strategy)
+	if strategy == configapi.MpsStrategy {
+		return fmt.Errorf("%s: sharing strategy %s (field sharing.strategy) is not supported by this version of gpudra yet; use TimeSlicing, or remove the sharing block to get the device for exclusive use", cfg.Kind(), strategy)
 	}
 	return nil
 }
@@ -307,7 +327,13 @@ func (d *Driver) rollback(ctx context.Context, ref claimRef) {
 			logger.Error(err, "Rollback: destroy MIG devices")
 		}
 	}
-	if err := d.cfg.Store.Delete(ctx, ref.UID); err != nil {
+	forget := func() error { return d.cfg.Store.Delete(ctx, ref.UID) }
+	if rec, ok := d.cfg.Store.Get(ref.UID); ok {
+		if err := d.releaseSettings(ctx, rec, forget); err != nil {
+			// The record stays, holding the settings: cleanup retries.
+			logger.Error(err, "Rollback: restore GPU settings")
+		}
+	} else if err := forget(); err != nil {
 		logger.Error(err, "Rollback: delete checkpoint entry")
 	}
 	d.owners.release(ref.UID)

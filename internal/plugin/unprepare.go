@@ -50,8 +50,16 @@ func (d *Driver) unprepareLocked(ctx context.Context, uid string) error {
 		defer d.republish(ctx)
 	}
 	if known {
-		if err := d.cfg.Store.Delete(ctx, uid); err != nil {
-			return fmt.Errorf("claim %s: remove from checkpoint: %w", name, err)
+		// Restore what the claim held (where it held it last), then
+		// forget; a failed restore leaves the record for the next try.
+		forget := func() error {
+			if err := d.cfg.Store.Delete(ctx, uid); err != nil {
+				return fmt.Errorf("remove from checkpoint: %w", err)
+			}
+			return nil
+		}
+		if err := d.releaseSettings(ctx, rec, forget); err != nil {
+			return fmt.Errorf("claim %s: %w", name, err)
 		}
 	}
 	failpoint.Hit(FailpointUnprepareAfterRecord)

@@ -47,9 +47,9 @@ func TestPlan(t *testing.T) {
 			want:   []Hold{{Setting: long, Claim: "ns/c", ClaimUID: "uid-c", Previous: "Medium"}},
 		},
 		{
-			name:   "unknown value is recorded as unknown",
-			wants:  []Setting{{GPU: "GPU-b", Kind: TimeSlice, Value: "Short"}},
-			want:   []Hold{{Setting: Setting{GPU: "GPU-b", Kind: TimeSlice, Value: "Short"}, Claim: "ns/c", ClaimUID: "uid-c", Previous: ""}},
+			name:  "unknown value is recorded as unknown",
+			wants: []Setting{{GPU: "GPU-b", Kind: TimeSlice, Value: "Short"}},
+			want:  []Hold{{Setting: Setting{GPU: "GPU-b", Kind: TimeSlice, Value: "Short"}, Claim: "ns/c", ClaimUID: "uid-c", Previous: ""}},
 		},
 		{
 			name:    "another value than a holder's names both claims",

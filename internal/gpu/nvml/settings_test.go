@@ -85,7 +85,7 @@ func settingsHardware(srv *server.Server) {
 	byUUID := srv.DeviceGetHandleByUUIDFunc
 	srv.DeviceGetHandleByUUIDFunc = func(uuid string) (gonvml.Device, gonvml.Return) {
 		if d, ret := byUUID(uuid); ret == gonvml.SUCCESS {
-			return d, ret
+			return d, gonvml.SUCCESS
 		}
 		for i, d := range srv.Devices {
 			for _, h := range mockMIGHandles(i, d.(*server.Device)) {
