@@ -170,29 +170,11 @@ func FuzzLoad(f *testing.F) {
 // TestDecodeDynamicMIGSlot: a record of a MIG device prepare is about to
 // cut keeps its slot through decode, encode and decode again.
 func TestDecodeDynamicMIGSlot(t *testing.T) {
-	data, err := os.ReadFile("testdata/v1-dynamic-mig.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := decode(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := decodeRoundTrip(t, "testdata/v1-dynamic-mig.json")
 	want := &MIGSlot{ParentUUID: "GPU-aaaa", Profile: "1g.10gb", GIProfileID: 19, PlacementStart: 6, PlacementSize: 1}
 	dev := got.claims["uid-1"].Devices[0]
 	if !reflect.DeepEqual(dev.MIG, want) || dev.UUID != "" || got.claims["uid-1"].State != PrepareStarted {
 		t.Fatalf("decoded %+v (MIG %+v), want slot %+v and no UUID yet", dev, dev.MIG, want)
-	}
-	out, err := encode(got.bootID, got.claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	again, err := decode(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(again.claims, got.claims) {
-		t.Errorf("round trip changed the record:\n got %+v\nwant %+v", again.claims, got.claims)
 	}
 	// The copy a caller gets shares nothing with the store's.
 	c := got.claims["uid-1"].normalized()
@@ -205,20 +187,32 @@ func TestDecodeDynamicMIGSlot(t *testing.T) {
 // TestDecodeSettings: the GPU settings a claim holds survive decode,
 // encode and decode again; an unknown previous value stays unknown.
 func TestDecodeSettings(t *testing.T) {
-	data, err := os.ReadFile("testdata/v1-settings.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := decode(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := decodeRoundTrip(t, "testdata/v1-settings.json")
 	want := []SettingHold{
 		{GPU: "GPU-dddd", Kind: "timeSlice", Value: "Long", Previous: "Medium"},
 		{GPU: "GPU-dddd", Kind: "computeMode", Value: "Default"},
 	}
 	if s := got.claims["uid-1"].Settings; !reflect.DeepEqual(s, want) {
 		t.Fatalf("settings %+v, want %+v", s, want)
+	}
+	c := got.claims["uid-1"].normalized()
+	c.Settings[0].Value = "Short"
+	if got.claims["uid-1"].Settings[0].Value != "Long" {
+		t.Error("normalized shares the settings")
+	}
+}
+
+// decodeRoundTrip decodes a fixture and checks that encoding and decoding
+// it again changes nothing.
+func decodeRoundTrip(t *testing.T, path string) contents {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decode(data)
+	if err != nil {
+		t.Fatal(err)
 	}
 	out, err := encode(got.bootID, got.claims)
 	if err != nil {
@@ -229,11 +223,7 @@ func TestDecodeSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(again.claims, got.claims) {
-		t.Errorf("round trip changed the record:\n got %+v\nwant %+v", again.claims, got.claims)
+		t.Errorf("%s: round trip changed the records:\n got %+v\nwant %+v", path, again.claims, got.claims)
 	}
-	c := got.claims["uid-1"].normalized()
-	c.Settings[0].Value = "Short"
-	if got.claims["uid-1"].Settings[0].Value != "Long" {
-		t.Error("normalized shares the settings")
-	}
+	return got
 }
