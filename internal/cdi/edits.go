@@ -23,6 +23,8 @@ type Device struct {
 	GPU gpu.GPU
 	// MIG is set when the device is a MIG device of GPU.
 	MIG *gpu.MIGDevice
+	// MPS is the MPS daemon serving the device; nil without MPS.
+	MPS *MPS
 }
 
 // UUID is the UUID a container sees for the device (GPU-... or MIG-...).

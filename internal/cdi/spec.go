@@ -24,6 +24,17 @@ func buildSpec(vendor, class string, claim ClaimRef, devs []Device, editor Edito
 	if err != nil {
 		return nil, nil, fmt.Errorf("claim %s: claim-wide container edits: %w", claimUID, err)
 	}
+	mps, err := mpsEdits(devs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim %s: %w", claimUID, err)
+	}
+	if mps != nil {
+		if claimEdits == nil {
+			claimEdits = &cdispec.ContainerEdits{}
+		}
+		claimEdits.Env = append(claimEdits.Env, mps.Env...)
+		claimEdits.Mounts = append(claimEdits.Mounts, mps.Mounts...)
+	}
 	if claimEdits != nil {
 		if err := (&cdilib.ContainerEdits{ContainerEdits: claimEdits}).Validate(); err != nil {
 			return nil, nil, fmt.Errorf("claim %s: claim-wide container edits: %w", claimUID, err)

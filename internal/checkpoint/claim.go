@@ -44,6 +44,21 @@ type Claim struct {
 	// compute mode), recorded before they are applied; see
 	// internal/sharing.
 	Settings []SettingHold
+	// MPS are the MPS control daemons prepare starts for the claim,
+	// recorded (ID, GPUs) before they start; PID and StartTime once they
+	// run.
+	MPS []MPSDaemon
+}
+
+// MPSDaemon is one MPS control daemon of a claim.
+type MPSDaemon struct {
+	// ID names the daemon's directory under the plugin's MPS directory.
+	ID string
+	// Devices are the UUIDs the daemon serves, in CUDA_VISIBLE_DEVICES order.
+	Devices []string
+	// PID and StartTime identify the process (never a PID alone).
+	PID       int
+	StartTime uint64
 }
 
 // SettingHold is a claim's hold on one GPU-wide setting.
@@ -114,6 +129,14 @@ func (c Claim) normalized() Claim {
 		c.Settings = nil
 	} else {
 		c.Settings = slices.Clone(c.Settings)
+	}
+	if len(c.MPS) == 0 {
+		c.MPS = nil
+	} else {
+		c.MPS = slices.Clone(c.MPS)
+		for i := range c.MPS {
+			c.MPS[i].Devices = slices.Clone(c.MPS[i].Devices)
+		}
 	}
 	if len(c.Devices) == 0 {
 		c.Devices = nil

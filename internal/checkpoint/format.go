@@ -92,6 +92,16 @@ type claimV1 struct {
 	// ignore it, and they had no sharing to misread it for. A downgrade
 	// forgets the holds, so the settings stay until set again.
 	Settings []settingHoldV1 `json:"settings,omitempty"`
+	// MPS was added in v1 the same way; a downgraded plugin forgets the
+	// daemons, which keep running until stopped by hand.
+	MPS []mpsDaemonV1 `json:"mps,omitempty"`
+}
+
+type mpsDaemonV1 struct {
+	ID        string   `json:"id"`
+	Devices   []string `json:"devices,omitempty"`
+	PID       int      `json:"pid,omitempty"`
+	StartTime uint64   `json:"startTime,omitempty"`
 }
 
 type settingHoldV1 struct {
@@ -159,6 +169,9 @@ func toV1(c Claim) claimV1 {
 	for _, h := range c.Settings {
 		rec.Settings = append(rec.Settings, settingHoldV1(h))
 	}
+	for _, m := range c.MPS {
+		rec.MPS = append(rec.MPS, mpsDaemonV1(m))
+	}
 	for _, d := range c.Devices {
 		rec.Devices = append(rec.Devices, deviceV1{
 			Request:      d.Request,
@@ -199,6 +212,9 @@ func fromV1(rec claimV1) Claim {
 	}
 	for _, h := range rec.Settings {
 		c.Settings = append(c.Settings, SettingHold(h))
+	}
+	for _, m := range rec.MPS {
+		c.MPS = append(c.MPS, MPSDaemon(m))
 	}
 	return c
 }

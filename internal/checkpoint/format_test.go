@@ -184,7 +184,7 @@ func TestDecodeDynamicMIGSlot(t *testing.T) {
 	}
 }
 
-// TestDecodeSettings: the GPU settings a claim holds survive decode,
+// TestDecodeSettings: the GPU settings and MPS daemons a claim holds survive decode,
 // encode and decode again; an unknown previous value stays unknown.
 func TestDecodeSettings(t *testing.T) {
 	got := decodeRoundTrip(t, "testdata/v1-settings.json")
@@ -195,10 +195,15 @@ func TestDecodeSettings(t *testing.T) {
 	if s := got.claims["uid-1"].Settings; !reflect.DeepEqual(s, want) {
 		t.Fatalf("settings %+v, want %+v", s, want)
 	}
+	wantMPS := []MPSDaemon{{ID: "uid-1", Devices: []string{"GPU-dddd"}, PID: 4242, StartTime: 987654}}
+	if m := got.claims["uid-1"].MPS; !reflect.DeepEqual(m, wantMPS) {
+		t.Fatalf("MPS %+v, want %+v", m, wantMPS)
+	}
 	c := got.claims["uid-1"].normalized()
 	c.Settings[0].Value = "Short"
-	if got.claims["uid-1"].Settings[0].Value != "Long" {
-		t.Error("normalized shares the settings")
+	c.MPS[0].Devices[0] = "GPU-other"
+	if got.claims["uid-1"].Settings[0].Value != "Long" || got.claims["uid-1"].MPS[0].Devices[0] != "GPU-dddd" {
+		t.Error("normalized shares the settings or the MPS daemons")
 	}
 }
 

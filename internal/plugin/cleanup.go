@@ -45,6 +45,8 @@ type CleanupReport struct {
 	OrphanSpecs, AdoptedSpecs int
 	// OrphanMIGDevices were destroyed: no record held them (dynamic MIG).
 	OrphanMIGDevices int
+	// OrphanMPSDaemons were stopped: no record named them.
+	OrphanMPSDaemons int
 	// Skipped is true when the node lease could not be had (this instance
 	// is shutting down, or the holder did not hand it over in time).
 	Skipped bool
@@ -120,8 +122,9 @@ func (d *Driver) CleanupOnce(ctx context.Context) CleanupReport {
 	}
 
 	// A GPU that lost a setting a prepared claim holds (a reset) gets it
-	// back.
+	// back; a daemon no record names goes.
 	d.reconcileSettings(ctx)
+	report.OrphanMPSDaemons += d.stopOrphanMPS(ctx)
 
 	uids, err := d.cfg.CDI.ListClaimSpecs()
 	if err != nil {

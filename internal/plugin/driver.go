@@ -43,6 +43,7 @@ import (
 	"github.com/gpudra/gpudra/internal/devicemodel"
 	"github.com/gpudra/gpudra/internal/gpu"
 	"github.com/gpudra/gpudra/internal/migmanager"
+	"github.com/gpudra/gpudra/internal/mps"
 	"github.com/gpudra/gpudra/internal/sharing"
 )
 
@@ -127,6 +128,9 @@ type Config struct {
 	// EnableMIG turns MIG mode on at start, in dynamic mode, for every
 	// MIG-capable GPU that is not in MIG mode and that no claim holds.
 	EnableMIG bool
+	// MPS runs the MPS control daemons of claims that ask for MPS; nil
+	// refuses them.
+	MPS *mps.Control
 }
 
 // Driver implements kubeletplugin.DRAPlugin.
@@ -222,6 +226,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	recovered := d.recoverSpecs(ctx)
 	d.reportCheckpoint(ctx, cfg.Checkpoint, recovered)
 	d.reconcileSettings(ctx)
+	d.stopOrphanMPS(ctx)
 	return d, nil
 }
 

@@ -380,10 +380,10 @@ func TestBadInputFailsOnlyThatClaim(t *testing.T) {
 			want:    []string{"default/gpuconfig-on-a-mig-device", migDevice, "GpuConfig"},
 		},
 		{
-			name:    "sharing not applied yet",
+			name:    "MPS without a daemon",
 			devices: []alloc{{"gpu", gpuDevice, false}},
 			config:  opaque([]string{"gpu"}, resourceapi.AllocationConfigSourceClaim, `{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig","sharing":{"strategy":"MPS"}}`),
-			want:    []string{"default/sharing-not-applied-yet", gpuDevice, "sharing.strategy", "MPS", "not supported"},
+			want:    []string{"default/mps-without-a-daemon", gpuDevice, "sharing.strategy", "MPS", "--mps-control"},
 		},
 		{
 			name:    "device not on this node",

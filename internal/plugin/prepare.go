@@ -74,10 +74,11 @@ func (d *Driver) prepareLocked(ctx context.Context, claim *resourceapi.ResourceC
 		}
 	}
 
-	rec, cdiDevs, wants, err := d.plan(ref, claim)
+	prep, err := d.plan(ref, claim)
 	if err != nil {
 		return nil, err
 	}
+	rec, cdiDevs := prep.rec, prep.cdiDevs
 	if err := d.reserve(ctx, ref, rec.Devices); err != nil {
 		return nil, err
 	}
@@ -101,8 +102,17 @@ func (d *Driver) prepareLocked(ctx context.Context, claim *resourceapi.ResourceC
 			return nil, err
 		}
 	}
+	wants := prep.wants
+	if prep.mps != nil {
+		wants = append(wants, mpsSettings(prep.mps, rec)...)
+	}
 	if len(wants) > 0 {
 		if err := d.acquireSettings(ctx, ref, &rec, wants); err != nil {
+			return nil, err
+		}
+	}
+	if prep.mps != nil {
+		if err := d.startMPS(ctx, ref, &rec, prep.mps, cdiDevs); err != nil {
 			return nil, err
 		}
 	}
@@ -139,6 +149,9 @@ func (d *Driver) whyNotPrepared(ctx context.Context, rec checkpoint.Claim, claim
 	if why := d.migDeviceGone(ctx, rec); why != "" {
 		return why
 	}
+	if why := d.mpsDaemonGone(rec); why != "" {
+		return why
+	}
 	spec, err := d.cfg.CDI.ReadClaimSpec(rec.UID)
 	if err != nil {
 		return fmt.Sprintf("its CDI spec cannot be read: %v", err)
@@ -157,11 +170,22 @@ func (d *Driver) whyNotPrepared(ctx context.Context, rec checkpoint.Claim, claim
 	return ""
 }
 
-// plan works out, without side effects, what preparing the claim means: the
-// checkpoint record to write, the devices for the CDI spec and the GPU
-// settings to hold. Every error here is the user's or the allocation's and
-// names claim, device and field.
-func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoint.Claim, []cdi.Device, []sharing.Setting, error) {
+// preparation is what preparing a claim means, as plan works it out.
+type preparation struct {
+	// rec is the checkpoint record to write, cdiDevs the devices for the
+	// CDI spec (in the same order).
+	rec     checkpoint.Claim
+	cdiDevs []cdi.Device
+	// wants are the GPU settings a time-sliced claim holds.
+	wants []sharing.Setting
+	// mps is the claim's MPS daemon; nil without MPS.
+	mps *mpsPlan
+}
+
+// plan works out, without side effects, what preparing the claim means.
+// Every error here is the user's or the allocation's and names claim,
+// device and field.
+func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (preparation, error) {
 	s := d.snapshot.Load()
 	resolved, err := deviceconfig.Resolve(claim, d.cfg.DriverName, func(device string) (deviceconfig.DeviceType, bool) {
 		if typ, ok := d.dynamicType(s.inventory, device); ok {
@@ -174,7 +198,7 @@ func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoin
 		return deviceconfig.DeviceType(loc.Type()), true
 	})
 	if err != nil {
-		return checkpoint.Claim{}, nil, nil, err
+		return preparation{}, err
 	}
 
 	rec := checkpoint.Claim{
@@ -183,21 +207,22 @@ func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoin
 	}
 	var cdiDevs []cdi.Device
 	var wants []sharing.Setting
+	var mpsPlan *mpsPlan
 	for _, r := range resolved {
 		if r.Pool != d.cfg.NodeName {
-			return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s) is in pool %q, but this node's pool is %q", ref, r.Device, r.Request, r.Pool, d.cfg.NodeName)
+			return preparation{}, fmt.Errorf("claim %s: device %s (request %s) is in pool %q, but this node's pool is %q", ref, r.Device, r.Request, r.Pool, d.cfg.NodeName)
 		}
-		if err := checkSupported(r.Config); err != nil {
-			return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
+		if err := d.checkSupported(r.Config); err != nil {
+			return preparation{}, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
 		}
 		slot, dynamic, err := d.dynamicSlot(s.inventory, r.Device)
 		if err != nil {
-			return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
+			return preparation{}, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
 		}
 		if dynamic {
 			if parent := s.inventory.FindGPU(slot.ParentUUID); parent != nil {
 				if _, err := d.settingsWanted(r, parent); err != nil {
-					return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
+					return preparation{}, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
 				}
 			}
 			// A MIG device prepare cuts (a whole GPU in MIG mode is one
@@ -208,6 +233,9 @@ func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoin
 				ParentUUID: slot.ParentUUID, AdminAccess: r.AdminAccess, MIG: &slot,
 			})
 			cdiDevs = append(cdiDevs, cdi.Device{Name: r.Device, Request: r.Request, Pool: r.Pool, AdminAccess: r.AdminAccess})
+			if err := d.addToMPSPlan(&mpsPlan, len(rec.Devices)-1, r, slotMemory(s.inventory, slot)); err != nil {
+				return preparation{}, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
+			}
 			continue
 		}
 		loc := s.index[r.Device] // Resolve checked that it exists
@@ -219,37 +247,44 @@ func (d *Driver) plan(ref claimRef, claim *resourceapi.ResourceClaim) (checkpoin
 			dev.ParentUUID = loc.GPU.UUID
 		}
 		if reason, gone := s.retained[r.Device]; gone {
-			return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s) is unavailable: %s", ref, r.Device, r.Request, reason)
+			return preparation{}, fmt.Errorf("claim %s: device %s (request %s) is unavailable: %s", ref, r.Device, r.Request, reason)
 		}
 		if loc.MIG == nil {
 			w, err := d.settingsWanted(r, loc.GPU)
 			if err != nil {
-				return checkpoint.Claim{}, nil, nil, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
+				return preparation{}, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
 			}
 			wants = append(wants, w...)
 		}
 		rec.Devices = append(rec.Devices, dev)
 		cdiDevs = append(cdiDevs, cdi.Device{Name: r.Device, Request: r.Request, Pool: r.Pool, AdminAccess: r.AdminAccess, GPU: *loc.GPU, MIG: loc.MIG})
+		memory := loc.GPU.MemoryBytes
+		if loc.MIG != nil {
+			memory = loc.MIG.Profile.MemoryBytes
+		}
+		if err := d.addToMPSPlan(&mpsPlan, len(rec.Devices)-1, r, memory); err != nil {
+			return preparation{}, fmt.Errorf("claim %s: device %s (request %s): %w", ref, r.Device, r.Request, err)
+		}
 	}
-	return rec, cdiDevs, wants, nil
+	if mpsPlan != nil {
+		// Limits that cannot hold are the user's error, found before
+		// anything changes (a device still to be cut is checked once it
+		// has a UUID).
+		names, uuids := mpsNames(mpsPlan, rec)
+		if !slices.Contains(uuids, "") {
+			if _, err := mpsLimits(mpsPlan.config, names, uuids, mpsPlan.memory); err != nil {
+				return preparation{}, fmt.Errorf("claim %s: %w", ref, err)
+			}
+		}
+	}
+	return preparation{rec: rec, cdiDevs: cdiDevs, wants: wants, mps: mpsPlan}, nil
 }
 
-// checkSupported refuses what this version decodes and validates but cannot
-// apply yet, instead of silently handing out an unshared device.
-func checkSupported(cfg configapi.Config) error {
-	var strategy configapi.SharingStrategy
-	switch c := cfg.(type) {
-	case *configapi.GpuConfig:
-		if c.Sharing != nil {
-			strategy = c.Sharing.Strategy
-		}
-	case *configapi.MigDeviceConfig:
-		if c.Sharing != nil {
-			strategy = c.Sharing.Strategy
-		}
-	}
-	if strategy == configapi.MpsStrategy {
-		return fmt.Errorf("%s: sharing strategy %s (field sharing.strategy) is not supported by this version of gpudra yet; use TimeSlicing, or remove the sharing block to get the device for exclusive use", cfg.Kind(), strategy)
+// checkSupported refuses what this plugin decodes and validates but cannot
+// apply, instead of silently handing out an unshared device.
+func (d *Driver) checkSupported(cfg configapi.Config) error {
+	if _, isMPS := mpsConfigOf(cfg); isMPS && d.cfg.MPS == nil {
+		return fmt.Errorf("%s: sharing strategy MPS (field sharing.strategy) needs an MPS control daemon, and this plugin has none (start it with --mps-control); use TimeSlicing, or remove the sharing block to get the device for exclusive use", cfg.Kind())
 	}
 	return nil
 }
@@ -317,6 +352,11 @@ func (d *Driver) rollback(ctx context.Context, ref claimRef) {
 	defer cancel()
 	if err := d.cfg.CDI.DeleteClaimSpec(ctx, ref.UID); err != nil {
 		logger.Error(err, "Rollback: delete CDI spec")
+	}
+	if rec, ok := d.cfg.Store.Get(ref.UID); ok {
+		if err := d.stopMPS(ctx, rec); err != nil {
+			logger.Error(err, "Rollback: stop MPS daemon")
+		}
 	}
 	if rec, ok := d.cfg.Store.Get(ref.UID); ok && d.mig != nil {
 		// Only the devices this attempt made and recorded; a device that

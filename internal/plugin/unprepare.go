@@ -40,6 +40,13 @@ func (d *Driver) unprepareLocked(ctx context.Context, uid string) error {
 		return fmt.Errorf("claim %s: delete CDI spec: %w", name, err)
 	}
 	failpoint.Hit(FailpointUnprepareAfterSpec)
+	if known {
+		// The daemon goes before the devices it serves and the compute
+		// mode it needs.
+		if err := d.stopMPS(ctx, rec); err != nil {
+			return fmt.Errorf("claim %s: %w", name, err)
+		}
+	}
 	if known && d.mig != nil && hasMIGSlots(rec) {
 		// Destroy, then forget: a failure leaves the record, so the
 		// kubelet's retry or cleanup destroys them later.
