@@ -32,6 +32,7 @@ import (
 	"github.com/gpudra/gpudra/internal/gpu"
 	"github.com/gpudra/gpudra/internal/kubeclient"
 	"github.com/gpudra/gpudra/internal/migflags"
+	"github.com/gpudra/gpudra/internal/mps"
 	"github.com/gpudra/gpudra/internal/nodelease"
 	"github.com/gpudra/gpudra/internal/plugin"
 )
@@ -57,6 +58,8 @@ type flags struct {
 	cdiHookPath       string
 	backend           backend.Options
 	mig               migflags.Flags
+	mpsControl        string
+	mpsLauncherSocket string
 }
 
 func main() {
@@ -80,6 +83,8 @@ func main() {
 	fs.Float32Var(&f.apiQPS, "kube-api-qps", 200, "client-side rate limit for API calls; every prepare reads its claim once, so this caps pod starts per second on the node")
 	fs.IntVar(&f.apiBurst, "kube-api-burst", 400, "burst above --kube-api-qps")
 	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060), to profile the plugin; off when empty")
+	fs.StringVar(&f.mpsControl, "mps-control", "", "MPS control binary for claims that ask for MPS: nvidia-cuda-mps-control, or gpudra-sim-mps with the sim backend (default: the one under --driver-root, or gpudra-sim-mps next to this binary in sim mode); \"none\" refuses MPS")
+	fs.StringVar(&f.mpsLauncherSocket, "mps-launcher-socket", "", "ask `gpudra mps-launcher` on this socket to start MPS daemons, so that they outlive this container; empty starts them from this process")
 	f.backend.AddFlags(fs)
 	f.mig.AddFlags(fs, true)
 	klogFlags := goflag.NewFlagSet("klog", goflag.ExitOnError)
@@ -248,6 +253,13 @@ func openDriver(ctx context.Context, f flags, gpus gpu.Backend, specs *cdi.Write
 		logger.Info("Claims from a previous boot will be prepared again when the kubelet asks", "claims", report.PreviousBootClaims)
 	}
 	nodeRef := &corev1.ObjectReference{Kind: "Node", Name: f.nodeName}
+	mpsCtl, err := mpsControl(f)
+	if err != nil {
+		return nil, err
+	}
+	if mpsCtl != nil {
+		logger.Info("MPS enabled", "control", mpsCtl.Binary, "launcher", f.mpsLauncherSocket)
+	}
 	migMode, _ := f.mig.ParsedMode() // checked in run
 	dynamic, _ := f.mig.Dynamic()
 	driver, err := plugin.New(ctx, plugin.Config{
@@ -256,6 +268,7 @@ func openDriver(ctx context.Context, f flags, gpus gpu.Backend, specs *cdi.Write
 		Lease: lease, Checkpoint: report,
 		Events:  nodeEvents{recorder: recorder, node: nodeRef},
 		MIGMode: migMode, Dynamic: dynamic, KeepWindow: f.mig.KeepWindow, EnableMIG: f.mig.EnableMIG,
+		MPS: mpsCtl,
 		OnFatal: func(err error) {
 			cancel(fmt.Errorf("%w: %w", errFatal, err))
 		},
@@ -300,4 +313,44 @@ func pprofHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
+}
+
+// mpsControl wires MPS: the control binary (found by default), where the
+// daemons' directories go, and who starts them. Nil when there is no
+// binary: claims asking for MPS are then refused with a message saying so.
+func mpsControl(f flags) (*mps.Control, error) {
+	binary := f.mpsControl
+	var env []string
+	switch {
+	case binary == "none":
+		return nil, nil
+	case binary != "":
+	case f.backend.Sim():
+		self, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("find gpudra-sim-mps: %w", err)
+		}
+		binary = filepath.Join(filepath.Dir(self), "gpudra-sim-mps")
+	default:
+		root := f.backend.DriverRoot
+		if root == "" {
+			root = "/"
+		}
+		binary = filepath.Join(root, "usr/bin/nvidia-cuda-mps-control")
+		if root != "/" {
+			// The daemon loads the driver's CUDA libraries from the root.
+			env = append(env, "LD_LIBRARY_PATH="+filepath.Join(root, "usr/lib/x86_64-linux-gnu")+":"+filepath.Join(root, "usr/lib64"))
+		}
+	}
+	if info, err := os.Stat(binary); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
+		if f.mpsControl != "" {
+			return nil, fmt.Errorf("--mps-control %s: not an executable file", binary)
+		}
+		return nil, nil // no MPS on this node
+	}
+	c := &mps.Control{Binary: binary, Env: env, Root: filepath.Join(f.pluginDir, "mps")}
+	if f.mpsLauncherSocket != "" {
+		c.Launcher = mps.SocketLauncher{Socket: f.mpsLauncherSocket}
+	}
+	return c, nil
 }

@@ -165,7 +165,7 @@ func imagesCommand(c *localcluster.Cluster, progress func(string, ...any)) *cobr
 			return nil
 		},
 	}
-	cmd.Flags().StringSliceVar(&binaries, "binaries", []string{"_output/bin/gpudra-kubelet-plugin", "_output/bin/gpudra"}, "binaries to put under /usr/bin in the image")
+	cmd.Flags().StringSliceVar(&binaries, "binaries", []string{"_output/bin/gpudra-kubelet-plugin", "_output/bin/gpudra", "_output/bin/gpudra-sim-mps"}, "binaries to put under /usr/bin in the image")
 	cmd.Flags().StringVar(&tag, "tag", tag, "image reference")
 	return cmd
 }

@@ -20,7 +20,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(discoverCommand(), clusterCommand(), benchCommand(), simCommand())
+	root.AddCommand(discoverCommand(), clusterCommand(), benchCommand(), simCommand(), mpsLauncherCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "gpudra:", err)
 		os.Exit(1)

@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 )
@@ -59,6 +60,10 @@ type MPSDaemon struct {
 	// PID and StartTime identify the process (never a PID alone).
 	PID       int
 	StartTime uint64
+	// ActiveThreadPercentage and PinnedMemoryBytes (by device index) are
+	// the limits it was given, to start it again with the same.
+	ActiveThreadPercentage *int
+	PinnedMemoryBytes      map[int]int64
 }
 
 // SettingHold is a claim's hold on one GPU-wide setting.
@@ -135,7 +140,17 @@ func (c Claim) normalized() Claim {
 	} else {
 		c.MPS = slices.Clone(c.MPS)
 		for i := range c.MPS {
-			c.MPS[i].Devices = slices.Clone(c.MPS[i].Devices)
+			m := &c.MPS[i]
+			m.Devices = slices.Clone(m.Devices)
+			if m.ActiveThreadPercentage != nil {
+				v := *m.ActiveThreadPercentage
+				m.ActiveThreadPercentage = &v
+			}
+			if len(m.PinnedMemoryBytes) == 0 {
+				m.PinnedMemoryBytes = nil
+			} else {
+				m.PinnedMemoryBytes = maps.Clone(m.PinnedMemoryBytes)
+			}
 		}
 	}
 	if len(c.Devices) == 0 {

@@ -98,10 +98,12 @@ type claimV1 struct {
 }
 
 type mpsDaemonV1 struct {
-	ID        string   `json:"id"`
-	Devices   []string `json:"devices,omitempty"`
-	PID       int      `json:"pid,omitempty"`
-	StartTime uint64   `json:"startTime,omitempty"`
+	ID                     string        `json:"id"`
+	Devices                []string      `json:"devices,omitempty"`
+	PID                    int           `json:"pid,omitempty"`
+	StartTime              uint64        `json:"startTime,omitempty"`
+	ActiveThreadPercentage *int          `json:"activeThreadPercentage,omitempty"`
+	PinnedMemoryBytes      map[int]int64 `json:"pinnedMemoryBytes,omitempty"`
 }
 
 type settingHoldV1 struct {

@@ -195,13 +195,19 @@ func TestDecodeSettings(t *testing.T) {
 	if s := got.claims["uid-1"].Settings; !reflect.DeepEqual(s, want) {
 		t.Fatalf("settings %+v, want %+v", s, want)
 	}
-	wantMPS := []MPSDaemon{{ID: "uid-1", Devices: []string{"GPU-dddd"}, PID: 4242, StartTime: 987654}}
+	pct := 40
+	wantMPS := []MPSDaemon{{ID: "uid-1", Devices: []string{"GPU-dddd"}, PID: 4242, StartTime: 987654, ActiveThreadPercentage: &pct, PinnedMemoryBytes: map[int]int64{0: 20 << 30}}}
 	if m := got.claims["uid-1"].MPS; !reflect.DeepEqual(m, wantMPS) {
 		t.Fatalf("MPS %+v, want %+v", m, wantMPS)
 	}
 	c := got.claims["uid-1"].normalized()
 	c.Settings[0].Value = "Short"
 	c.MPS[0].Devices[0] = "GPU-other"
+	c.MPS[0].PinnedMemoryBytes[0] = 1
+	*c.MPS[0].ActiveThreadPercentage = 1
+	if m := got.claims["uid-1"].MPS[0]; m.PinnedMemoryBytes[0] != 20<<30 || *m.ActiveThreadPercentage != 40 {
+		t.Error("normalized shares the MPS limits")
+	}
 	if got.claims["uid-1"].Settings[0].Value != "Long" || got.claims["uid-1"].MPS[0].Devices[0] != "GPU-dddd" {
 		t.Error("normalized shares the settings or the MPS daemons")
 	}

@@ -42,6 +42,8 @@ type Control struct {
 	// QuitTimeout is how long Stop waits after quit before it kills, and
 	// after the kill before it gives up; 0 means 10 seconds.
 	QuitTimeout time.Duration
+	// Launcher starts the daemons; nil is LocalLauncher.
+	Launcher Launcher
 }
 
 // Daemon is one running daemon, as a checkpoint records it.
@@ -91,22 +93,16 @@ func (c *Control) start(ctx context.Context, id string, gpus []string, limits Li
 			return Daemon{}, err
 		}
 	}
-	out, err := os.OpenFile(filepath.Join(logDir, "daemon.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	launcher := c.Launcher
+	if launcher == nil {
+		launcher = LocalLauncher{}
+	}
+	env := append(c.env(id), "CUDA_VISIBLE_DEVICES="+strings.Join(gpus, ","))
+	pid, err := launcher.Launch(ctx, c.Binary, []string{"-f"}, env, filepath.Join(logDir, "daemon.out"))
 	if err != nil {
 		return Daemon{}, err
 	}
-	defer func() { _ = out.Close() }()
-	cmd := exec.Command(c.Binary, "-f")
-	cmd.Env = append(c.env(id), "CUDA_VISIBLE_DEVICES="+strings.Join(gpus, ","))
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return Daemon{}, fmt.Errorf("start %s: %w", c.Binary, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // reaps it if it exits while we run
-	d := Daemon{ID: id, PID: cmd.Process.Pid}
+	d := Daemon{ID: id, PID: pid}
 	if d.StartTime, err = startTime(d.PID); err != nil {
 		return d, fmt.Errorf("read start time of pid %d: %w", d.PID, err)
 	}
@@ -117,9 +113,10 @@ func (c *Control) start(ctx context.Context, id string, gpus []string, limits Li
 		if _, err := c.Query(ctx, id, "get_default_active_thread_percentage"); err == nil {
 			break
 		}
+		if !c.Alive(d) {
+			return d, fmt.Errorf("exited before answering: %s", c.tail(id))
+		}
 		select {
-		case err := <-exited:
-			return d, fmt.Errorf("exited before answering (%w): %s", err, c.tail(id))
 		case <-ctx.Done():
 			return d, fmt.Errorf("did not answer within %s: %s", readyTimeout, c.tail(id))
 		case <-time.After(pollInterval):

@@ -157,7 +157,7 @@ func TestStartOfABinaryThatExitsSaysWhatItPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.Start(context.Background(), "sh", nil, Limits{})
-	if err == nil || !strings.Contains(err.Error(), "exited before answering (exit status 3)") || !strings.Contains(err.Error(), "no GPU for flags -f") {
+	if err == nil || !strings.Contains(err.Error(), "exited before answering") || !strings.Contains(err.Error(), "no GPU for flags -f") {
 		t.Fatalf("Start = %v, want it to say the daemon exited and what it printed", err)
 	}
 	if _, err := os.Stat(filepath.Join(c.Root, "sh")); !os.IsNotExist(err) {
@@ -193,4 +193,92 @@ func TestParseStartTime(t *testing.T) {
 	if _, err := parseStartTime("42 (sh) S 1"); err == nil {
 		t.Error("short stat parsed")
 	}
+}
+
+// Through a launcher process's socket the daemon is the launcher's child,
+// not the caller's, and everything else is the same.
+func TestDaemonStartedThroughTheLauncher(t *testing.T) {
+	c := newControl(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	socket := filepath.Join(c.Root, "launcher.sock")
+	served := make(chan error, 1)
+	go func() { served <- ServeLauncher(ctx, socket) }()
+	t.Cleanup(func() { cancel(); <-served })
+	c.Launcher = SocketLauncher{Socket: socket}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(socket); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("launcher never listened")
+		}
+	}
+	d, err := c.Start(ctx, "via-launcher", []string{"GPU-a"}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopAtEnd(t, c, d)
+	if got := query(t, c, "via-launcher", "sim_get_devices"); got != "GPU-a" {
+		t.Errorf("devices %q", got)
+	}
+	if err := c.Stop(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if c.Alive(d) {
+		t.Error("daemon runs after Stop")
+	}
+
+	// A launcher that cannot start the binary says why.
+	c.Binary = filepath.Join(c.Root, "missing")
+	if _, err := c.Start(ctx, "missing", nil, Limits{}); err == nil || !strings.Contains(err.Error(), "start "+c.Binary) {
+		t.Errorf("Start of a missing binary: %v", err)
+	}
+	c.Launcher = SocketLauncher{Socket: filepath.Join(c.Root, "nobody.sock")}
+	if _, err := c.Start(ctx, "nobody", nil, Limits{}); err == nil || !strings.Contains(err.Error(), "is the mps-launcher container running?") {
+		t.Errorf("Start with no launcher: %v", err)
+	}
+}
+
+// A launcher that stops leaves alone the socket another launcher now
+// listens on at the same path (the pod that replaced it).
+func TestStoppedLauncherLeavesItsSuccessorsSocket(t *testing.T) {
+	c := newControl(t)
+	socket := filepath.Join(c.Root, "l.sock")
+	serve := func() (context.CancelFunc, chan error) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- ServeLauncher(ctx, socket) }()
+		return cancel, done
+	}
+	waitListening := func() os.FileInfo {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if fi, err := os.Stat(socket); err == nil {
+				return fi
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("launcher never listened")
+			}
+		}
+	}
+	stopOld, oldDone := serve()
+	old := waitListening()
+	stopNew, newDone := serve()
+	defer func() { stopNew(); <-newDone }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if fi, err := os.Stat(socket); err == nil && !os.SameFile(fi, old) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("second launcher never listened")
+		}
+	}
+	stopOld()
+	<-oldDone
+	c.Launcher = SocketLauncher{Socket: socket}
+	d, err := c.Start(context.Background(), "after-handover", []string{"GPU-a"}, Limits{})
+	if err != nil {
+		t.Fatalf("the successor's socket is gone: %v", err)
+	}
+	stopAtEnd(t, c, d)
+	_ = c.Stop(context.Background(), d)
 }

@@ -47,6 +47,9 @@ type CleanupReport struct {
 	OrphanMIGDevices int
 	// OrphanMPSDaemons were stopped: no record named them.
 	OrphanMPSDaemons int
+	// RestartedMPSDaemons were started again for prepared claims whose
+	// daemon was not running.
+	RestartedMPSDaemons int
 	// Skipped is true when the node lease could not be had (this instance
 	// is shutting down, or the holder did not hand it over in time).
 	Skipped bool
@@ -125,6 +128,7 @@ func (d *Driver) CleanupOnce(ctx context.Context) CleanupReport {
 	// back; a daemon no record names goes.
 	d.reconcileSettings(ctx)
 	report.OrphanMPSDaemons += d.stopOrphanMPS(ctx)
+	report.RestartedMPSDaemons += d.restartDeadMPS(ctx)
 
 	uids, err := d.cfg.CDI.ListClaimSpecs()
 	if err != nil {

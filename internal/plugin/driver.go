@@ -227,6 +227,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	d.reportCheckpoint(ctx, cfg.Checkpoint, recovered)
 	d.reconcileSettings(ctx)
 	d.stopOrphanMPS(ctx)
+	d.restartDeadMPS(ctx)
 	return d, nil
 }
 

@@ -155,7 +155,7 @@ func (d *Driver) startMPS(ctx context.Context, ref claimRef, rec *checkpoint.Cla
 	}
 	id := ref.UID
 	rec.State = checkpoint.PrepareStarted
-	rec.MPS = []checkpoint.MPSDaemon{{ID: id, Devices: uuids}}
+	rec.MPS = []checkpoint.MPSDaemon{{ID: id, Devices: uuids, ActiveThreadPercentage: limits.ActiveThreadPercentage, PinnedMemoryBytes: limits.PinnedMemoryBytes}}
 	if err := d.cfg.Store.Put(ctx, *rec); err != nil {
 		return fmt.Errorf("claim %s: record the MPS daemon to start: %w", ref, err)
 	}
@@ -200,6 +200,61 @@ func (d *Driver) mpsDaemonGone(rec checkpoint.Claim) string {
 		}
 	}
 	return ""
+}
+
+// restartDeadMPS starts again, with the limits recorded, the daemon of a
+// prepared claim that is not running (killed, or its launcher restarted):
+// its pods' next CUDA processes find a daemon on the same pipe directory.
+func (d *Driver) restartDeadMPS(ctx context.Context) int {
+	if d.cfg.MPS == nil {
+		return 0
+	}
+	logger := klog.FromContext(ctx)
+	restarted := 0
+	for _, rec := range d.cfg.Store.List() {
+		if rec.State != checkpoint.PrepareCompleted || d.mpsDaemonGone(rec) == "" {
+			continue
+		}
+		unlock, ok := d.locks.tryLock(rec.UID)
+		if !ok {
+			continue
+		}
+		if err := d.restartMPSLocked(ctx, rec.UID); err != nil {
+			logger.Error(err, "Restart MPS daemon of a prepared claim", "claim", rec.Namespace+"/"+rec.Name)
+		} else {
+			restarted++
+		}
+		unlock()
+	}
+	return restarted
+}
+
+func (d *Driver) restartMPSLocked(ctx context.Context, uid string) error {
+	rec, ok := d.cfg.Store.Get(uid)
+	if !ok || rec.State != checkpoint.PrepareCompleted {
+		return nil
+	}
+	for i, m := range rec.MPS {
+		old := mps.Daemon{ID: m.ID, PID: m.PID, StartTime: m.StartTime}
+		if d.cfg.MPS.Alive(old) {
+			continue
+		}
+		// Whatever still answers on the pipe directory (a daemon of a
+		// plugin pod being replaced) goes first: one daemon per directory.
+		if err := d.cfg.MPS.Stop(ctx, mps.Daemon{ID: m.ID}); err != nil {
+			return err
+		}
+		daemon, err := d.cfg.MPS.Start(ctx, m.ID, m.Devices, mps.Limits{ActiveThreadPercentage: m.ActiveThreadPercentage, PinnedMemoryBytes: m.PinnedMemoryBytes})
+		if err != nil {
+			return err
+		}
+		rec.MPS[i].PID, rec.MPS[i].StartTime = daemon.PID, daemon.StartTime
+		if err := d.cfg.Store.Put(ctx, rec); err != nil {
+			return fmt.Errorf("record restarted MPS daemon pid %d: %w", daemon.PID, err)
+		}
+		klog.FromContext(ctx).Info("Restarted MPS daemon of a prepared claim", "claim", rec.Namespace+"/"+rec.Name, "pid", daemon.PID, "was", m.PID)
+	}
+	return nil
 }
 
 // stopOrphanMPS stops daemons whose directory no record names: what a

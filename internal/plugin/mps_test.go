@@ -120,10 +120,11 @@ func TestMPSClaimRunsADaemonWithItsLimitsAndStopsItAtUnprepare(t *testing.T) {
 }
 
 // A restarted plugin keeps the running daemon (same PID and start time)
-// for the claim; one whose daemon died prepares again with a new one.
+// for the claim; one whose daemon died is started again by cleanup with the
+// limits it had.
 func TestMPSDaemonOutlivesThePluginAndIsAdopted(t *testing.T) {
 	e, control := mpsEnv(t, "dgxh100")
-	c := e.claim("mps", []alloc{{"gpu", "gpu-1", false}}, mpsConfig(`{}`))
+	c := e.claim("mps", []alloc{{"gpu", "gpu-1", false}}, mpsConfig(`{"defaultPinnedDeviceMemoryLimit":"10Gi"}`))
 	if err := e.prepare(c)[c.UID].Err; err != nil {
 		t.Fatal(err)
 	}
@@ -144,12 +145,22 @@ func TestMPSDaemonOutlivesThePluginAndIsAdopted(t *testing.T) {
 			t.Fatal("killed daemon still runs")
 		}
 	}
-	if err := e.prepare(c)[c.UID].Err; err != nil {
-		t.Fatal(err)
+	if r := e.driver.CleanupOnce(context.Background()); r.RestartedMPSDaemons != 1 {
+		t.Fatalf("cleanup: %+v, want the dead daemon restarted", r)
 	}
 	_, again := daemonOf(t, e, c)
 	if again.PID == before.PID || !control.Alive(again) {
 		t.Errorf("after the daemon died, the claim has %+v (alive %v), want a new daemon", again, control.Alive(again))
+	}
+	if got, err := control.Query(context.Background(), again.ID, "get_default_device_pinned_mem_limit 0"); err != nil || got != "10240M" {
+		t.Errorf("restarted daemon's limit %q, %v; want the recorded 10240M", got, err)
+	}
+	// A kubelet retry keeps the restarted daemon.
+	if err := e.prepare(c)[c.UID].Err; err != nil {
+		t.Fatal(err)
+	}
+	if _, kept := daemonOf(t, e, c); kept != again {
+		t.Errorf("prepare replaced the restarted daemon: %+v, want %+v", kept, again)
 	}
 }
 

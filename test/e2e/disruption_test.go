@@ -20,14 +20,14 @@ import (
 
 func TestRunningPodsSurvivePluginKill(t *testing.T) {
 	podsSurvive(t, func(t *testing.T, before *corev1.Pod, devices int) {
-		restarts := before.Status.ContainerStatuses[0].RestartCount
+		restarts := pluginStatus(before).RestartCount
 		pid := pluginHostPID(t, before)
 		t.Logf("killing plugin pid %d (pod %s)", pid, before.Name)
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatalf("kill plugin pid %d: %v", pid, err)
 		}
 		waitPluginServing(t, 2*time.Minute, devices, func(p *corev1.Pod) bool {
-			return p.UID == before.UID && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount > restarts
+			return p.UID == before.UID && pluginStatus(p).RestartCount > restarts
 		})
 	})
 }

@@ -44,7 +44,7 @@ func testKillBetweenCutAndSpec(t *testing.T) {
 		t.Fatalf("the failpoint did not fire (marker %s: %q, %v): the crash was not tested", marker, fired, err)
 	}
 	pods, err := pluginPods(context.Background())
-	if err != nil || len(pods) != 1 || len(pods[0].Status.ContainerStatuses) != 1 || pods[0].Status.ContainerStatuses[0].RestartCount <= restarts {
+	if err != nil || len(pods) != 1 || pluginStatus(&pods[0]).RestartCount <= restarts {
 		t.Errorf("the plugin container was not restarted after the crash: %+v (%v)", pods, err)
 	}
 	onNode := migDevicesOnNode(t)
@@ -96,5 +96,5 @@ func swapPluginCommand(t *testing.T, binary string, env ...corev1.EnvVar) int32 
 	p := waitPluginServing(t, 3*time.Minute, devices, func(p *corev1.Pod) bool {
 		return slices.Equal(p.Spec.Containers[0].Command, []string{binary})
 	})
-	return p.Status.ContainerStatuses[0].RestartCount
+	return pluginStatus(p).RestartCount
 }

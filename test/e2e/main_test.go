@@ -92,6 +92,7 @@ func runSuite(m *testing.M) int {
 		driver, err := images.Driver(ctx, cache, []string{
 			filepath.Join(repoRoot, "_output/bin/gpudra-kubelet-plugin"),
 			filepath.Join(repoRoot, "_output/bin/gpudra"),
+			filepath.Join(repoRoot, "_output/bin/gpudra-sim-mps"),
 			filepath.Join(repoRoot, "_output/bin/failpoints/gpudra-kubelet-plugin-failpoints"),
 		}, "localhost/gpudra/gpudra:e2e")
 		if err != nil {

@@ -120,12 +120,10 @@ func podReady(p *corev1.Pod) bool {
 // so that a stale PID never makes us signal something else.
 func pluginHostPID(t *testing.T, pod *corev1.Pod) int {
 	t.Helper()
-	if len(pod.Status.ContainerStatuses) != 1 {
-		t.Fatalf("plugin pod %s has container statuses %+v, want one", pod.Name, pod.Status.ContainerStatuses)
-	}
-	_, id, ok := strings.Cut(pod.Status.ContainerStatuses[0].ContainerID, "://")
+	status := pluginStatus(pod)
+	_, id, ok := strings.Cut(status.ContainerID, "://")
 	if !ok {
-		t.Fatalf("plugin pod %s: container ID %q", pod.Name, pod.Status.ContainerStatuses[0].ContainerID)
+		t.Fatalf("plugin pod %s: plugin container ID %q (statuses %+v)", pod.Name, status.ContainerID, pod.Status.ContainerStatuses)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -147,4 +145,15 @@ func pluginHostPID(t *testing.T, pod *corev1.Pod) int {
 		t.Fatalf("PID %d of container %s runs %q (%v), not %s", inspect.Info.PID, id, exe, err, pluginBinary)
 	}
 	return inspect.Info.PID
+}
+
+// pluginStatus is the status of the plugin pod's "plugin" container (the
+// pod also runs the mps-launcher); zero if the kubelet has not reported it.
+func pluginStatus(pod *corev1.Pod) corev1.ContainerStatus {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == "plugin" {
+			return cs
+		}
+	}
+	return corev1.ContainerStatus{}
 }

@@ -29,7 +29,7 @@ const simStateDir = "/var/lib/kubelet/plugins/" + driverName + "/sim"
 // event, and the pods keep their GPUs; deleting them leaves nothing.
 func TestRunningPodsSurviveCorruptCheckpoint(t *testing.T) {
 	podsSurvive(t, func(t *testing.T, before *corev1.Pod, devices int) {
-		restarts := before.Status.ContainerStatuses[0].RestartCount
+		restarts := pluginStatus(before).RestartCount
 		pid := pluginHostPID(t, before)
 		// Stop the plugin first so that it cannot write a good file over
 		// the bad one, then corrupt the checkpoint, then let it restart.
@@ -45,7 +45,7 @@ func TestRunningPodsSurviveCorruptCheckpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitPluginServing(t, 2*time.Minute, devices, func(p *corev1.Pod) bool {
-			return p.UID == before.UID && len(p.Status.ContainerStatuses) == 1 && p.Status.ContainerStatuses[0].RestartCount > restarts
+			return p.UID == before.UID && pluginStatus(p).RestartCount > restarts
 		})
 		kept, _ := filepath.Glob(checkpointPath + ".corrupt-*")
 		if len(kept) == 0 {
@@ -87,7 +87,7 @@ func TestLostGPULeavesTheOtherGPUsServing(t *testing.T) {
 		t.Fatalf("plugin pods: %d (%v), want 1", len(plugins), err)
 	}
 	plugin := plugins[0]
-	restarts := plugin.Status.ContainerStatuses[0].RestartCount
+	restarts := pluginStatus(&plugin).RestartCount
 	before := publishedDevices(t)
 	// The GPU with the highest minor that is a whole GPU: the scheduler
 	// picks it last, so no other test's leftovers hold it.
@@ -135,7 +135,7 @@ func TestLostGPULeavesTheOtherGPUsServing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p.Status.ContainerStatuses[0].RestartCount; got != restarts || !podReady(p) {
+	if got := pluginStatus(p).RestartCount; got != restarts || !podReady(p) {
 		t.Errorf("plugin restarted (%d -> %d) or is not ready after a GPU was lost", restarts, got)
 	}
 

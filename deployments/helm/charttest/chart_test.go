@@ -96,12 +96,14 @@ func TestTemplate(t *testing.T) {
 		wantPull      corev1.PullPolicy
 		wantInventory string // the sim ConfigMap's inventory.yaml; "" means no ConfigMap
 		wantClasses   map[string]wantClass
+		// noMPS: no mps-launcher container, no shared PID namespace.
+		noMPS bool
 	}{
 		{
 			name: "defaults: simulated DGX H100 from the local image",
 			wantArgs: []string{
 				"--driver-name=gpu.nvidia.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
-				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "-v=2",
+				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "--mps-launcher-socket=/var/lib/kubelet/plugins/gpu.nvidia.com/mps-launcher-$(POD_UID).sock", "-v=2",
 			},
 			wantMounts:   hostMounts,
 			wantVolumes:  hostVolumes,
@@ -119,7 +121,8 @@ func TestTemplate(t *testing.T) {
 			wantArgs: []string{
 				"--driver-name=gpu.nvidia.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
 				"--sim-profile=dgxh100-mig", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m",
-				"--mig-mode=dynamic", "--dynamic-mig-placements=2", "--dynamic-mig-profiles=1g.10gb,3g.40gb", "--enable-mig=true", "-v=2",
+				"--mig-mode=dynamic", "--dynamic-mig-placements=2", "--dynamic-mig-profiles=1g.10gb,3g.40gb", "--enable-mig=true",
+				"--mps-launcher-socket=/var/lib/kubelet/plugins/gpu.nvidia.com/mps-launcher-$(POD_UID).sock", "-v=2",
 			},
 			wantMounts:   hostMounts,
 			wantVolumes:  hostVolumes,
@@ -138,7 +141,7 @@ func TestTemplate(t *testing.T) {
 			wantArgs: []string{
 				"--driver-name=gpu.nvidia.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
 				"--driver-root=/driver-root", "--host-driver-root=/run/nvidia/driver",
-				"--cdi-dir=/var/run/cdi", "--healthz-addr=:9090", "--cleanup-interval=1m", "-v=4",
+				"--cdi-dir=/var/run/cdi", "--healthz-addr=:9090", "--cleanup-interval=1m", "--mps-launcher-socket=/var/lib/kubelet/plugins/gpu.nvidia.com/mps-launcher-$(POD_UID).sock", "-v=4",
 			},
 			wantMounts: append(slices.Clone(hostMounts),
 				corev1.VolumeMount{Name: "driver-root", MountPath: "/driver-root", ReadOnly: true}),
@@ -154,7 +157,7 @@ func TestTemplate(t *testing.T) {
 			args: []string{"--set-file", "sim.config=" + simInventoryFile},
 			wantArgs: []string{
 				"--driver-name=gpu.nvidia.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
-				"--sim-config=/etc/gpudra/sim/inventory.yaml", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "-v=2",
+				"--sim-config=/etc/gpudra/sim/inventory.yaml", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "--mps-launcher-socket=/var/lib/kubelet/plugins/gpu.nvidia.com/mps-launcher-$(POD_UID).sock", "-v=2",
 			},
 			wantMounts: append(slices.Clone(hostMounts),
 				corev1.VolumeMount{Name: "sim-config", MountPath: "/etc/gpudra/sim", ReadOnly: true}),
@@ -179,7 +182,7 @@ func TestTemplate(t *testing.T) {
 			},
 			wantArgs: []string{
 				"--driver-name=gpu.example.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
-				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "-v=2",
+				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "--mps-launcher-socket=/var/lib/kubelet/plugins/gpu.example.com/mps-launcher-$(POD_UID).sock", "-v=2",
 			},
 			wantMounts:   hostMounts,
 			wantVolumes:  hostVolumes,
@@ -192,11 +195,26 @@ func TestTemplate(t *testing.T) {
 			},
 		},
 		{
+			name: "MPS off",
+			args: []string{"--set", "mps.enabled=false"},
+			wantArgs: []string{
+				"--driver-name=gpu.nvidia.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
+				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "--mps-control=none", "-v=2",
+			},
+			wantMounts:   hostMounts,
+			wantVolumes:  hostVolumes,
+			wantSecurity: simSecurity,
+			wantImage:    "localhost/gpudra/gpudra:dev",
+			wantPull:     corev1.PullNever,
+			wantClasses:  defaultClasses,
+			noMPS:        true,
+		},
+		{
 			name: "DeviceClasses owned elsewhere",
 			args: []string{"--set", "deviceClasses.create=false"},
 			wantArgs: []string{
 				"--driver-name=gpu.nvidia.com", "--node-name=$(NODE_NAME)", "--pod-uid=$(POD_UID)",
-				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "-v=2",
+				"--sim-profile=dgxh100", "--cdi-dir=/var/run/cdi", "--healthz-addr=:51515", "--cleanup-interval=1m", "--mps-launcher-socket=/var/lib/kubelet/plugins/gpu.nvidia.com/mps-launcher-$(POD_UID).sock", "-v=2",
 			},
 			wantMounts:   hostMounts,
 			wantVolumes:  hostVolumes,
@@ -235,9 +253,7 @@ func TestTemplate(t *testing.T) {
 			if pod.HostNetwork {
 				t.Error("hostNetwork is set: the old and the new pod of a surging update would fight over the health port")
 			}
-			if len(pod.Containers) != 1 {
-				t.Fatalf("want 1 container, got %d", len(pod.Containers))
-			}
+			checkMPSLauncher(t, pod, tt.noMPS, tt.wantSecurity)
 			c := pod.Containers[0]
 			if want := []string{"/usr/bin/gpudra-kubelet-plugin"}; !slices.Equal(c.Command, want) {
 				t.Errorf("command = %q, want %q", c.Command, want)
@@ -512,4 +528,40 @@ func checkEqual[T any](t *testing.T, what string, got, want T) {
 	gotYAML, _ := yaml.Marshal(got)
 	wantYAML, _ := yaml.Marshal(want)
 	t.Errorf("%s:\n got:\n%s\nwant:\n%s", what, gotYAML, wantYAML)
+}
+
+// checkMPSLauncher: with MPS the pod has the plugin first and the
+// mps-launcher next to it, serving the socket the plugin is given, in one
+// PID namespace; without, the plugin alone.
+func checkMPSLauncher(t *testing.T, pod corev1.PodSpec, noMPS bool, security *corev1.SecurityContext) {
+	t.Helper()
+	if noMPS {
+		if len(pod.Containers) != 1 || ptr.Deref(pod.ShareProcessNamespace, false) {
+			t.Fatalf("MPS off: %d containers, shareProcessNamespace %v; want the plugin alone", len(pod.Containers), pod.ShareProcessNamespace)
+		}
+		return
+	}
+	if len(pod.Containers) != 2 || pod.Containers[0].Name != "plugin" || pod.Containers[1].Name != "mps-launcher" {
+		t.Fatalf("want containers plugin and mps-launcher, got %d", len(pod.Containers))
+	}
+	if !ptr.Deref(pod.ShareProcessNamespace, false) {
+		t.Error("shareProcessNamespace is off: the plugin cannot see the daemons the launcher starts")
+	}
+	l := pod.Containers[1]
+	var socket string
+	for _, a := range pod.Containers[0].Args {
+		if v, ok := strings.CutPrefix(a, "--mps-launcher-socket="); ok {
+			socket = v
+		}
+	}
+	if want := []string{"/usr/bin/gpudra", "mps-launcher", "--socket=" + socket}; socket == "" || !slices.Equal(l.Command, want) {
+		t.Errorf("launcher command %q, want %q", l.Command, want)
+	}
+	if l.Image != pod.Containers[0].Image {
+		t.Errorf("launcher image %s, plugin image %s; want one image", l.Image, pod.Containers[0].Image)
+	}
+	if len(l.VolumeMounts) == 0 || l.VolumeMounts[0].MountPath != "/var/lib/kubelet/plugins" {
+		t.Errorf("launcher mounts %+v, want the plugins directory (where the daemons' directories are)", l.VolumeMounts)
+	}
+	checkEqual(t, "launcher securityContext", l.SecurityContext, security)
 }
