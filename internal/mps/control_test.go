@@ -203,7 +203,12 @@ func TestDaemonStartedThroughTheLauncher(t *testing.T) {
 	socket := filepath.Join(c.Root, "launcher.sock")
 	served := make(chan error, 1)
 	go func() { served <- ServeLauncher(ctx, socket) }()
-	t.Cleanup(func() { cancel(); <-served })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("launcher: %v", err)
+		}
+	})
 	c.Launcher = SocketLauncher{Socket: socket}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(socket); err == nil {
@@ -263,7 +268,12 @@ func TestStoppedLauncherLeavesItsSuccessorsSocket(t *testing.T) {
 	stopOld, oldDone := serve()
 	old := waitListening()
 	stopNew, newDone := serve()
-	defer func() { stopNew(); <-newDone }()
+	defer func() {
+		stopNew()
+		if err := <-newDone; err != nil {
+			t.Errorf("second launcher: %v", err)
+		}
+	}()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if fi, err := os.Stat(socket); err == nil && !os.SameFile(fi, old) {
 			break
@@ -273,7 +283,9 @@ func TestStoppedLauncherLeavesItsSuccessorsSocket(t *testing.T) {
 		}
 	}
 	stopOld()
-	<-oldDone
+	if err := <-oldDone; err != nil {
+		t.Errorf("first launcher: %v", err)
+	}
 	c.Launcher = SocketLauncher{Socket: socket}
 	d, err := c.Start(context.Background(), "after-handover", []string{"GPU-a"}, Limits{})
 	if err != nil {
