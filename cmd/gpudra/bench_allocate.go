@@ -80,7 +80,7 @@ memory), mig (two 1g.10gb MIG devices on one parent GPU).`,
 			return allocate.WriteTable(cmd.OutOrStdout(), comparisons)
 		},
 	}
-	cmd.AddCommand(benchDynamicMIGCommand())
+	cmd.AddCommand(benchDynamicMIGCommand(), benchSharesCommand())
 	cmd.Flags().IntSliceVar(&nodes, "nodes", nodes, "cluster sizes to run, in simulated nodes of 8 GPUs")
 	cmd.Flags().IntVar(&opts.Claims, "claims", opts.Claims, "claims to place per run; 0 fills the cluster")
 	cmd.Flags().StringSliceVar(&cases, "cases", cases, "cases to run: gpu, cel, mig")

@@ -156,3 +156,49 @@ func printPack(w io.Writer, results []pack.Result) error {
 	_, err := fmt.Fprintln(w, "\nbound: the longest prefix of the stream that first-fit decreasing places on the node's MIG placements. Target: dynamic >= 95%.")
 	return err
 }
+
+func benchSharesCommand() *cobra.Command {
+	opts := allocate.SharesOptions{Nodes: 1000, Fills: []float64{0, 0.5, 0.9}, Claims: 200, MaxTime: 30 * time.Second, Workers: 2}
+	output := "table"
+	cmd := &cobra.Command{
+		Use:   "shares",
+		Short: "Run the scheduler's allocator over GPUs shared by memory (consumable capacity), per fill",
+		Long: `Builds N simulated DGX H100 nodes whose GPUs are published shareable by memory
+(--memory-shares), holds a share of the cluster's GPU memory (the fill) with claims of
+10, 20 and 40 GiB, then times claims of the same sizes with the scheduler's own allocator; the
+allocator's state holds every share, as kube-scheduler gathers it for every pod. The same
+nodes with whole GPUs, every claim a whole GPU, are the reference.`,
+		Example: `  gpudra bench allocate shares
+  gpudra bench allocate shares --nodes=100 --fills=0,0.9`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("--output %q: want table or json", output)
+			}
+			for _, f := range opts.Fills {
+				if f < 0 || f >= 1 {
+					return fmt.Errorf("--fills: %v is not a fraction in [0, 1)", f)
+				}
+			}
+			start := time.Now()
+			results, err := allocate.RunShares(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "bench allocate shares: %d nodes done in %.1fs\n", opts.Nodes, time.Since(start).Seconds())
+			if output == "json" {
+				return allocate.WriteDynamicJSON(cmd.OutOrStdout(), results)
+			}
+			return allocate.WriteSharesTable(cmd.OutOrStdout(), results, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&opts.Nodes, "nodes", opts.Nodes, "simulated DGX H100 nodes")
+	f.Float64SliceVar(&opts.Fills, "fills", opts.Fills, "shares of the GPU memory held before the timed claims")
+	f.IntVar(&opts.Claims, "claims", opts.Claims, "claims timed per layout and fill, at most")
+	f.DurationVar(&opts.MaxTime, "max-time", opts.MaxTime, "stop a layout's timed claims at one fill after this long (0: no limit)")
+	f.IntVar(&opts.Workers, "workers", opts.Workers, "nodes filtered in parallel")
+	f.IntVar(&opts.FeasibleNodes, "feasible-nodes", 0, "feasible nodes each claim's search looks for; 0 is kube-scheduler's default rule")
+	f.StringVarP(&output, "output", "o", output, "output format: table or json")
+	return cmd
+}

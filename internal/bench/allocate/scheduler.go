@@ -56,6 +56,11 @@ type scheduler struct {
 	classes        ClassLister
 	celCache       *cel.Cache
 	allocated      sets.Set[structured.DeviceID]
+	// shared and consumed are the shares of devices that allow several
+	// allocations (consumable capacity): what each holds and how much of
+	// the device's capacity all of them take.
+	shared         sets.Set[structured.SharedDeviceID]
+	consumed       structured.ConsumedCapacityCollection
 	feasibleToFind int
 	nextStart      int
 	// workers > 1 filters nodes in parallel, as the scheduler does.
@@ -73,6 +78,8 @@ func newScheduler(cl *Cluster, feasibleNodes int) *scheduler {
 		classes:        NewClassLister(DeviceClasses()),
 		celCache:       cel.NewCache(celCacheSize, cel.Features{EnableConsumableCapacity: allocatorFeatures.ConsumableCapacity}),
 		allocated:      sets.New[structured.DeviceID](),
+		shared:         sets.New[structured.SharedDeviceID](),
+		consumed:       structured.NewConsumedCapacityCollection(),
 		feasibleToFind: min(feasibleNodes, len(cl.Nodes)),
 	}
 	if s.republish != nil {
@@ -149,11 +156,12 @@ func (s *scheduler) compile(claim *resourceapi.ResourceClaim) error {
 // (see the package comment), and records its devices as taken. It returns
 // nil when no node fits the claim.
 func (s *scheduler) schedule(ctx context.Context, claim *resourceapi.ResourceClaim) (*Placement, error) {
-	// PreFilter: the plugin clones the allocated set for every pod.
+	// PreFilter: the plugin gathers the allocated state for every pod,
+	// every share included.
 	state := structured.AllocatedState{
 		AllocatedDevices:         s.allocated.Clone(),
-		AllocatedSharedDeviceIDs: sets.New[structured.SharedDeviceID](),
-		AggregatedCapacity:       structured.NewConsumedCapacityCollection(),
+		AllocatedSharedDeviceIDs: s.shared.Clone(),
+		AggregatedCapacity:       s.consumed.Clone(),
 	}
 	allocator, err := structured.NewAllocator(ctx, allocatorFeatures, state, s.classes, s.slices, s.celCache)
 	if err != nil {
@@ -181,10 +189,21 @@ func (s *scheduler) schedule(ctx context.Context, claim *resourceapi.ResourceCla
 	// Reserve.
 	chosen.NodesFiltered = processed
 	for _, r := range chosenResult.Devices.Results {
-		s.allocated.Insert(structured.MakeDeviceID(r.Driver, r.Pool, r.Device))
+		s.reserve(r)
 		chosen.Devices = append(chosen.Devices, r.Device)
 	}
 	return chosen, nil
+}
+
+// reserve records one allocated device: taken whole, or one share of it.
+func (s *scheduler) reserve(r resourceapi.DeviceRequestAllocationResult) {
+	id := structured.MakeDeviceID(r.Driver, r.Pool, r.Device)
+	if r.ShareID == nil {
+		s.allocated.Insert(id)
+		return
+	}
+	s.shared.Insert(structured.MakeSharedDeviceID(id, r.ShareID))
+	s.consumed.Insert(structured.NewDeviceConsumedCapacity(id, r.ConsumedCapacity))
 }
 
 // filter calls Allocate on one node after another until enough feasible
