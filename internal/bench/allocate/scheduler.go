@@ -50,12 +50,12 @@ type scheduler struct {
 	// republish, when set, is the node's plugin: after a claim is placed it
 	// republishes the chosen node's slices, given every device allocated
 	// there (see Cluster.Republish). perNode holds each node's slices.
-	republish      RepublishFunc
-	perNode        map[string][]*resourceapi.ResourceSlice
-	held           map[string][]string
-	classes        ClassLister
-	celCache       *cel.Cache
-	allocated      sets.Set[structured.DeviceID]
+	republish RepublishFunc
+	perNode   map[string][]*resourceapi.ResourceSlice
+	held      map[string][]string
+	classes   ClassLister
+	celCache  *cel.Cache
+	allocated sets.Set[structured.DeviceID]
 	// shared and consumed are the shares of devices that allow several
 	// allocations (consumable capacity): what each holds and how much of
 	// the device's capacity all of them take.
