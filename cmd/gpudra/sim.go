@@ -45,7 +45,7 @@ index is turned into a UUID with the node's inventory, so it needs the --sim-pro
 	f.StringVar(&node.config, "sim-config", "", "the node's simulated inventory file, to resolve GPU names")
 	f.StringVar(&node.nodeName, "node-name", os.Getenv("NODE_NAME"), "the node's name, to resolve GPU names (simulated UUIDs derive from it); default $NODE_NAME")
 	_ = cmd.MarkPersistentFlagRequired("state-dir")
-	cmd.AddCommand(simInjectCommand(node), simClearCommand(node), simFaultsCommand(node), simMIGCommand(node))
+	cmd.AddCommand(simInjectCommand(node), simClearCommand(node), simFaultsCommand(node), simMIGCommand(node), simGPUsCommand(node))
 	return cmd
 }
 
@@ -147,6 +147,38 @@ func printMIG(w io.Writer, st *sim.HardwareState) error {
 			}
 			_, _ = fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d+%d\t%d\t%s\t%s\n", g.Index, g.Minor, mode, d.Profile, d.PlacementStart, d.PlacementSize, d.GIID, ci, uuid)
 		}
+	}
+	return tw.Flush()
+}
+
+func simGPUsCommand(node *simNode) *cobra.Command {
+	return &cobra.Command{
+		Use:   "gpus",
+		Short: "List each GPU's settings as the simulated hardware holds them: MIG mode, compute mode, time slice",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := sim.ReadHardware(node.stateDir)
+			if err != nil {
+				return err
+			}
+			if st == nil {
+				return fmt.Errorf("no hardware state in %s yet: start the plugin (or gpudra discover with --sim-state-dir) on it first", node.stateDir)
+			}
+			return printGPUs(cmd.OutOrStdout(), st)
+		},
+	}
+}
+
+// printGPUs prints one line per GPU with the settings sharing changes.
+func printGPUs(w io.Writer, st *sim.HardwareState) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "GPU\tMINOR\tMIG\tCOMPUTE MODE\tTIME SLICE\tUUID")
+	for _, g := range st.GPUs {
+		mode := "off"
+		if g.MIGEnabled {
+			mode = "on"
+		}
+		_, _ = fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", g.Index, g.Minor, mode, g.ComputeMode, g.TimeSlice, g.UUID)
 	}
 	return tw.Flush()
 }

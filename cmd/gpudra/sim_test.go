@@ -168,3 +168,35 @@ func TestSimMIGListAndFailComputeInstance(t *testing.T) {
 		t.Errorf("mig list of an empty directory: %v\n%s", err, out)
 	}
 }
+
+// `gpudra sim gpus` shows the settings a time-sliced or MPS claim changed,
+// as the hardware holds them.
+func TestSimGPUsShowsComputeModeAndTimeSlice(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), "sim")
+	b, err := backend.Open(backend.Options{NodeName: "node-a", SimProfile: "dgxh100", SimStateDir: stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	settings := b.(gpu.SettingsManager)
+	g2 := simInventory(t, b).GPUs[2]
+	if err := settings.SetTimeSlice(context.Background(), g2.UUID, gpu.TimeSliceLong); err != nil {
+		t.Fatal(err)
+	}
+	if err := settings.SetComputeMode(context.Background(), g2.UUID, gpu.ComputeModeExclusiveProcess); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRunSim(t, "gpus", "--state-dir", stateDir)
+	var line string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, g2.UUID) {
+			line = l
+		}
+	}
+	if f := strings.Fields(line); len(f) != 6 || f[3] != "Exclusive_Process" || f[4] != "Long" {
+		t.Errorf("gpu 2's line %q, want Exclusive_Process and Long:\n%s", line, out)
+	}
+	if strings.Count(out, "Default") != 2*7 || strings.Count(out, "\n") != 1+8 {
+		t.Errorf("the other GPUs should show Default twice each:\n%s", out)
+	}
+}
