@@ -74,3 +74,6 @@ section "Dynamic MIG: utilisation against the first-fit-decreasing bound (one DG
 
 section "Dynamic MIG: scheduler allocation at 1,000 nodes, by layout and fill (about 4 minutes)"
 "$gpudra" bench allocate dynamic-mig --json-out="$out/allocate-dynamic-mig.json"
+
+section "Memory shares: scheduler allocation at 1,000 nodes, by fill (under a minute)"
+"$gpudra" bench allocate shares
