@@ -16,7 +16,7 @@ all: build
 build: ## Build every binary into _output/bin.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-test: prebuild verify unit crash e2e ## What CI runs: formatting, vet, lint, unit + integration tests (-race, fuzz seeds), 50 crash-injection runs (+30 in dynamic MIG mode), e2e on a local cluster.
+test: prebuild verify unit crash e2e ## What CI runs: formatting, vet, lint, unit + integration tests (-race, fuzz seeds), 50 crash-injection runs (+30 in dynamic MIG mode, +20 with time-slicing and MPS), e2e on a local cluster.
 
 # Kubernetes, containerd, runc and Helm built from Go modules (cached by
 # version; minutes when cold, instant when cached). Built here rather than
@@ -33,10 +33,12 @@ unit:
 # of prepare and unprepare (make soak runs 1,000).
 CRASH_RUNS ?= 50
 CRASH_DYNAMIC_RUNS ?= 30
+CRASH_SHARING_RUNS ?= 20
 crash: build
 	$(GO) build -tags failpoints -o _output/bin/failpoints/gpudra-kubelet-plugin ./cmd/gpudra-kubelet-plugin
 	set -o pipefail; _output/bin/gpudra bench crash --plugin=_output/bin/failpoints/gpudra-kubelet-plugin --runs=$(CRASH_RUNS) --repo=. | tail -n 20
 	set -o pipefail; _output/bin/gpudra bench crash --plugin=_output/bin/failpoints/gpudra-kubelet-plugin --runs=$(CRASH_DYNAMIC_RUNS) --dynamic-mig --repo=. | tail -n 20
+	set -o pipefail; _output/bin/gpudra bench crash --plugin=_output/bin/failpoints/gpudra-kubelet-plugin --runs=$(CRASH_SHARING_RUNS) --sharing=$(CURDIR)/_output/bin/gpudra-sim-mps --repo=. | tail -n 20
 
 # End-to-end suite: a real single-node cluster (needs root), the chart
 # installed, workloads asserting on what containers saw.

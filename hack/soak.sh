@@ -11,6 +11,7 @@ out=$repo/_output/soak
 mkdir -p "$out"
 CRASH_RUNS=${CRASH_RUNS:-1000}
 CRASH_DYNAMIC_RUNS=${CRASH_DYNAMIC_RUNS:-500}
+CRASH_SHARING_RUNS=${CRASH_SHARING_RUNS:-300}
 SOAK_CYCLES=${SOAK_CYCLES:-10000}
 FUZZ_TIME=${FUZZ_TIME:-5m}
 
@@ -29,6 +30,10 @@ _output/bin/gpudra bench crash --plugin=_output/bin/failpoints/gpudra-kubelet-pl
 section "Crash injection, dynamic MIG ($CRASH_DYNAMIC_RUNS runs)"
 _output/bin/gpudra bench crash --plugin=_output/bin/failpoints/gpudra-kubelet-plugin --dynamic-mig \
   --runs="$CRASH_DYNAMIC_RUNS" --repo=. --keep-failed="$out/crash-dynamic-failed" --json-out="$out/crash-dynamic.json" | tail -n 20
+
+section "Crash injection, time-slicing and MPS ($CRASH_SHARING_RUNS runs)"
+_output/bin/gpudra bench crash --plugin=_output/bin/failpoints/gpudra-kubelet-plugin --sharing="$PWD/_output/bin/gpudra-sim-mps" \
+  --runs="$CRASH_SHARING_RUNS" --repo=. --keep-failed="$out/crash-sharing-failed" --json-out="$out/crash-sharing.json" | tail -n 20
 
 section "Soak ($SOAK_CYCLES prepare/unprepare cycles)"
 _output/bin/gpudra bench soak --plugin=_output/bin/gpudra-kubelet-plugin \

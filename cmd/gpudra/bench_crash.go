@@ -63,6 +63,7 @@ violations=<n>; the exit status is 1 when there is a violation.`,
 	f.Uint64Var(&opts.Seed, "seed", opts.Seed, "seed of the first run (run i uses seed+i)")
 	f.StringVar(&opts.NodeName, "node-name", opts.NodeName, "name of the simulated node")
 	f.BoolVar(&opts.DynamicMIG, "dynamic-mig", false, "run the plugin in dynamic MIG mode (dgxh100-mig): claims get MIG devices that prepare cuts, and the node's MIG devices are checked too")
+	f.StringVar(&opts.SimMPS, "sharing", "", "sharing mode with this gpudra-sim-mps: claims are time-sliced or get MPS daemons, and the GPUs' settings and the daemons are checked too")
 	f.StringVar(&opts.Cluster.Kubeconfig, "kubeconfig", "", "use this API server instead of starting one")
 	f.StringVar(&opts.Cluster.Repo, "repo", ".", "gpudra source tree, to build etcd and kube-apiserver (cached)")
 	f.StringVar(&opts.WorkDir, "work-dir", os.TempDir(), "where the runs' directories are made (and removed)")

@@ -3,6 +3,8 @@ package mps
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -65,6 +67,22 @@ type Limits struct {
 	PinnedMemoryBytes map[int]int64
 }
 
+// DaemonID names the daemon of a claim: short, because the daemon's
+// sockets live in its pipe directory and a socket path has at most 107
+// bytes.
+func DaemonID(claimUID string) string {
+	sum := sha256.Sum256([]byte(claimUID))
+	return hex.EncodeToString(sum[:8])
+}
+
+// maxSocketPath is the longest path a unix socket can have (sun_path less
+// its NUL), and longestSocket the longest name an MPS daemon puts in its
+// pipe directory.
+const (
+	maxSocketPath = 107
+	longestSocket = "control_privileged"
+)
+
 // PipeDir and LogDir are a daemon's directories on the host.
 func (c *Control) PipeDir(id string) string { return filepath.Join(c.Root, id, "pipe") }
 func (c *Control) LogDir(id string) string  { return filepath.Join(c.Root, id, "log") }
@@ -88,6 +106,9 @@ func (c *Control) Start(ctx context.Context, id string, gpus []string, limits Li
 
 func (c *Control) start(ctx context.Context, id string, gpus []string, limits Limits) (Daemon, error) {
 	pipe, logDir := c.PipeDir(id), c.LogDir(id)
+	if n := len(filepath.Join(pipe, longestSocket)); n > maxSocketPath {
+		return Daemon{}, fmt.Errorf("pipe directory %s is too long: the daemon's sockets there would need %d bytes, and a unix socket path has at most %d (use a shorter --plugin-dir)", pipe, n, maxSocketPath)
+	}
 	for _, dir := range []string{pipe, logDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return Daemon{}, err

@@ -153,7 +153,12 @@ func (d *Driver) startMPS(ctx context.Context, ref claimRef, rec *checkpoint.Cla
 	if err != nil {
 		return fmt.Errorf("claim %s: %w", ref, err)
 	}
-	id := ref.UID
+	id := mps.DaemonID(ref.UID)
+	unlock, err := d.locks.lock(ctx, daemonLockKey(id))
+	if err != nil {
+		return fmt.Errorf("claim %s: %w", ref, err)
+	}
+	defer unlock()
 	rec.State = checkpoint.PrepareStarted
 	rec.MPS = []checkpoint.MPSDaemon{{ID: id, Devices: uuids, ActiveThreadPercentage: limits.ActiveThreadPercentage, PinnedMemoryBytes: limits.PinnedMemoryBytes}}
 	if err := d.cfg.Store.Put(ctx, *rec); err != nil {
@@ -181,12 +186,24 @@ func (d *Driver) stopMPS(ctx context.Context, rec checkpoint.Claim) error {
 		return nil
 	}
 	for _, m := range rec.MPS {
-		if err := d.cfg.MPS.Stop(ctx, mps.Daemon{ID: m.ID, PID: m.PID, StartTime: m.StartTime}); err != nil {
+		unlock, err := d.locks.lock(ctx, daemonLockKey(m.ID))
+		if err != nil {
+			return err
+		}
+		err = d.cfg.MPS.Stop(ctx, mps.Daemon{ID: m.ID, PID: m.PID, StartTime: m.StartTime})
+		unlock()
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// daemonLockKey is the lock of an MPS daemon's directory: held by the
+// claim's prepare and unprepare (under the claim's lock) while they start
+// or stop it, and by cleanup while it stops an orphan, so cleanup never
+// stops a daemon a prepare is starting.
+func daemonLockKey(id string) string { return "mps-daemon/" + id }
 
 // mpsDaemonGone says why a completed record's daemon no longer serves it,
 // or "".
@@ -239,12 +256,7 @@ func (d *Driver) restartMPSLocked(ctx context.Context, uid string) error {
 		if d.cfg.MPS.Alive(old) {
 			continue
 		}
-		// Whatever still answers on the pipe directory (a daemon of a
-		// plugin pod being replaced) goes first: one daemon per directory.
-		if err := d.cfg.MPS.Stop(ctx, mps.Daemon{ID: m.ID}); err != nil {
-			return err
-		}
-		daemon, err := d.cfg.MPS.Start(ctx, m.ID, m.Devices, mps.Limits{ActiveThreadPercentage: m.ActiveThreadPercentage, PinnedMemoryBytes: m.PinnedMemoryBytes})
+		daemon, err := d.restartDaemon(ctx, m)
 		if err != nil {
 			return err
 		}
@@ -257,8 +269,26 @@ func (d *Driver) restartMPSLocked(ctx context.Context, uid string) error {
 	return nil
 }
 
+// restartDaemon stops whatever still answers on the daemon's pipe
+// directory (a daemon of a plugin pod being replaced: one daemon per
+// directory), then starts it again with its recorded limits.
+func (d *Driver) restartDaemon(ctx context.Context, m checkpoint.MPSDaemon) (mps.Daemon, error) {
+	unlock, err := d.locks.lock(ctx, daemonLockKey(m.ID))
+	if err != nil {
+		return mps.Daemon{}, err
+	}
+	defer unlock()
+	if err := d.cfg.MPS.Stop(ctx, mps.Daemon{ID: m.ID}); err != nil {
+		return mps.Daemon{}, err
+	}
+	return d.cfg.MPS.Start(ctx, m.ID, m.Devices, mps.Limits{ActiveThreadPercentage: m.ActiveThreadPercentage, PinnedMemoryBytes: m.PinnedMemoryBytes})
+}
+
 // stopOrphanMPS stops daemons whose directory no record names: what a
-// crash between start and record, or a lost checkpoint, leaves.
+// crash between start and record, or a lost checkpoint, leaves. The
+// directories are listed before the records are read, and read again under
+// the daemon's lock: a prepare records its daemon before it makes the
+// directory, under that lock.
 func (d *Driver) stopOrphanMPS(ctx context.Context) int {
 	if d.cfg.MPS == nil {
 		return 0
@@ -268,24 +298,26 @@ func (d *Driver) stopOrphanMPS(ctx context.Context) int {
 		klog.FromContext(ctx).Error(err, "List MPS daemons")
 		return 0
 	}
-	known := map[string]bool{}
-	for _, rec := range d.cfg.Store.List() {
-		for _, m := range rec.MPS {
-			known[m.ID] = true
+	recorded := func(id string) bool {
+		for _, rec := range d.cfg.Store.List() {
+			for _, m := range rec.MPS {
+				if m.ID == id {
+					return true
+				}
+			}
 		}
+		return false
 	}
 	stopped := 0
 	for _, id := range ids {
-		if known[id] {
+		if recorded(id) {
 			continue
 		}
-		// A prepare running now records its daemon before it starts it,
-		// under the claim's lock; take it so we do not stop that one.
-		unlock, ok := d.locks.tryLock(id)
+		unlock, ok := d.locks.tryLock(daemonLockKey(id))
 		if !ok {
-			continue
+			continue // a prepare or unprepare is at it; the next pass looks again
 		}
-		if _, recorded := d.cfg.Store.Get(id); recorded {
+		if recorded(id) {
 			unlock()
 			continue
 		}

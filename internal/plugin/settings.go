@@ -84,13 +84,16 @@ func (d *Driver) reconcileSettings(ctx context.Context) {
 	if d.sharing == nil {
 		return
 	}
-	var holds []sharing.Hold
-	for _, rec := range d.cfg.Store.List() {
-		if rec.State == checkpoint.PrepareCompleted {
-			holds = append(holds, fromCheckpointHolds(rec)...)
+	completed := func() []sharing.Hold {
+		var holds []sharing.Hold
+		for _, rec := range d.cfg.Store.List() {
+			if rec.State == checkpoint.PrepareCompleted {
+				holds = append(holds, fromCheckpointHolds(rec)...)
+			}
 		}
+		return holds
 	}
-	if err := d.sharing.Reconcile(ctx, holds); err != nil {
+	if err := d.sharing.Reconcile(ctx, completed); err != nil {
 		klog.FromContext(ctx).Error(err, "Re-apply GPU settings that prepared claims hold")
 	}
 }

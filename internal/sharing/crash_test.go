@@ -129,7 +129,7 @@ func (m *model) restart() {
 	for _, r := range m.records {
 		held = append(held, r.holds...)
 	}
-	if err := m.manager.Reconcile(ctx, held); err != nil {
+	if err := m.manager.Reconcile(ctx, func() []Hold { return held }); err != nil {
 		m.t.Fatalf("restart: reconcile: %v", err)
 	}
 }

@@ -94,26 +94,38 @@ func (m *Manager) Release(ctx context.Context, claim string, mine []Hold, others
 	return forget()
 }
 
-// Reconcile applies what holds hold where the GPU differs: after a
-// restart, a crash between recording and applying, or a GPU reset. An
-// error on one GPU does not stop the others; all are returned joined.
-func (m *Manager) Reconcile(ctx context.Context, holds []Hold) error {
-	wanted, errs := Wanted(holds)
-	for _, err := range errs {
-		klog.FromContext(ctx).Error(err, "Inconsistent GPU setting holds")
-	}
-	if len(wanted) == 0 {
-		return nil
-	}
+// Reconcile applies what the holds hold where the GPU differs: after a
+// restart, a crash between recording and applying, or a GPU reset. holds
+// is read again under each GPU's lock, so a hold released meanwhile (its
+// setting just restored) is not applied again. An error on one GPU does
+// not stop the others; all are returned joined.
+func (m *Manager) Reconcile(ctx context.Context, holds func() []Hold) error {
+	first, _ := Wanted(holds())
 	var failed []error
-	for _, s := range wanted {
+	for _, gpuUUID := range gpusOf(first) {
 		err := func() error {
-			defer m.lock([]string{s.GPU})()
-			now, err := m.snapshot(ctx)
-			if err != nil {
-				return err
+			defer m.lock([]string{gpuUUID})()
+			wanted, errs := Wanted(holds())
+			for _, err := range errs {
+				klog.FromContext(ctx).Error(err, "Inconsistent GPU setting holds")
 			}
-			return m.apply(ctx, now, s)
+			var now *snapshot
+			for _, s := range wanted {
+				if s.GPU != gpuUUID {
+					continue
+				}
+				if now == nil {
+					snap, err := m.snapshot(ctx)
+					if err != nil {
+						return err
+					}
+					now = &snap
+				}
+				if err := m.apply(ctx, *now, s); err != nil {
+					return err
+				}
+			}
+			return nil
 		}()
 		if err != nil {
 			failed = append(failed, err)
@@ -212,10 +224,13 @@ func ParseTimeSlice(v string) (gpu.TimeSlice, error) {
 	return 0, fmt.Errorf("time slice %q is not one of Default, Short, Medium, Long", v)
 }
 
+// gpusOf lists the settings' GPUs, each once, in order.
 func gpusOf(settings []Setting) []string {
 	out := make([]string, 0, len(settings))
 	for _, s := range settings {
-		out = append(out, s.GPU)
+		if !slices.Contains(out, s.GPU) {
+			out = append(out, s.GPU)
+		}
 	}
 	return out
 }

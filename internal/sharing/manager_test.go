@@ -73,7 +73,7 @@ func TestReconcileReappliesWhatIsHeld(t *testing.T) {
 	if err := b.SetComputeMode(ctx, g, gpu.ComputeModeExclusiveProcess); err != nil {
 		t.Fatal(err)
 	}
-	if err := NewManager(b).Reconcile(ctx, holds); err != nil {
+	if err := NewManager(b).Reconcile(ctx, func() []Hold { return holds }); err != nil {
 		t.Fatal(err)
 	}
 	if st := gpuState(t, b, g); st.TimeSlice != gpu.TimeSliceShort || st.ComputeMode != gpu.ComputeModeDefault {
@@ -107,5 +107,40 @@ func TestFailedRestoreKeepsTheRecord(t *testing.T) {
 	}
 	if got := gpuState(t, b, g).TimeSlice; got != gpu.TimeSliceDefault {
 		t.Errorf("time slice %s after release, want Default", got)
+	}
+}
+
+// A hold released between Reconcile's first look and its turn at the GPU
+// (an unprepare that just restored the setting) is not applied again.
+func TestReconcileDoesNotApplyAHoldReleasedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	b, gpus := newNode(t)
+	m := NewManager(b)
+	g := gpus[4].UUID
+	holds, err := m.Acquire(ctx, "ns/a", "uid-a", []Setting{{GPU: g, Kind: ComputeMode, Value: "Exclusive_Process"}}, func() []Hold { return nil }, func([]Hold) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	current := func() []Hold {
+		calls++
+		if calls == 1 {
+			// Reconcile's first look sees the hold; the claim is then
+			// unprepared before Reconcile takes the GPU's lock.
+			if err := m.Release(ctx, "ns/a", holds, func() []Hold { return nil }, func() error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			return holds
+		}
+		return nil
+	}
+	if err := m.Reconcile(ctx, current); err != nil {
+		t.Fatal(err)
+	}
+	if calls < 2 {
+		t.Fatalf("Reconcile read the holds %d time(s); it must read them again under the GPU's lock", calls)
+	}
+	if cm := gpuState(t, b, g).ComputeMode; cm != gpu.ComputeModeDefault {
+		t.Errorf("compute mode %s after a released hold was reconciled, want Default", cm)
 	}
 }

@@ -25,6 +25,11 @@
 //     creates is removed (or, with FailedDir, a failed run's files are
 //     copied there first for inspection).
 //
+// With Options.SimMPS (sharing mode) claims are time-sliced or get MPS
+// daemons, and the checks include the simulated GPUs' settings and the
+// daemons' directories and processes; daemons a failed run leaves are
+// killed by PID when the run ends.
+//
 // Cluster and Plugin are also what `gpudra bench soak` uses to run the
 // plugin against a real API server.
 package crash

@@ -25,7 +25,9 @@ import (
 //  3. no device is named by two claims' records or specs;
 //  4. with final (everything unprepared): no temp file is left either;
 //  5. in dynamic MIG mode (see checkMIG): the simulated node holds exactly
-//     the MIG devices of the records, complete, and with final none.
+//     the MIG devices of the records, complete, and with final none;
+//  6. in sharing mode (see checkSharing): GPU settings and MPS daemons
+//     match the records, none is left by a departed claim.
 func checkState(opts PluginOptions, k *kubelet, final bool) []string {
 	var v []string
 	records, err := readRecords(opts.Checkpoint())
@@ -104,6 +106,9 @@ func checkState(opts PluginOptions, k *kubelet, final bool) []string {
 	}
 	if opts.DynamicMIG {
 		v = append(v, checkMIG(opts, k, records, final)...)
+	}
+	if opts.SimMPS != "" {
+		v = append(v, checkSharing(opts, k, records, final)...)
 	}
 	if final {
 		for _, dir := range []string{opts.CDIDir(), opts.PluginDir()} {

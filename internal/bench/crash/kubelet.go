@@ -8,6 +8,7 @@ import (
 
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 )
@@ -29,6 +30,8 @@ type claimState struct {
 	// touched: a prepare was ever attempted (the kubelet unprepares such
 	// claims when their pod goes).
 	touched bool
+	// config is the claim's opaque GpuConfig (sharing mode); "" for none.
+	config string
 }
 
 // kubelet plays the kubelet's part for a set of claims.
@@ -127,7 +130,7 @@ func (k *kubelet) reallocate(ctx context.Context, c *claimState, device, pool st
 	if err != nil {
 		return fmt.Errorf("deallocate %s: %w", c.claim.Name, err)
 	}
-	cleared.Status.Allocation = allocation(k.driver, pool, device)
+	cleared.Status.Allocation = allocation(k.driver, pool, device, c.config)
 	updated, err := claims.UpdateStatus(ctx, cleared, metav1.UpdateOptions{})
 	if err != nil {
 		return fmt.Errorf("allocate %s: %w", c.claim.Name, err)
@@ -136,10 +139,20 @@ func (k *kubelet) reallocate(ctx context.Context, c *claimState, device, pool st
 	return nil
 }
 
-func allocation(driver, pool, device string) *resourceapi.AllocationResult {
-	return &resourceapi.AllocationResult{Devices: resourceapi.DeviceAllocationResult{
+func allocation(driver, pool, device, config string) *resourceapi.AllocationResult {
+	a := &resourceapi.AllocationResult{Devices: resourceapi.DeviceAllocationResult{
 		Results: []resourceapi.DeviceRequestAllocationResult{{Request: "gpu", Driver: driver, Pool: pool, Device: device}},
 	}}
+	if config != "" {
+		a.Devices.Config = []resourceapi.DeviceAllocationConfiguration{{
+			Source:   resourceapi.AllocationConfigSourceClaim,
+			Requests: []string{"gpu"},
+			DeviceConfiguration: resourceapi.DeviceConfiguration{Opaque: &resourceapi.OpaqueDeviceConfiguration{
+				Driver: driver, Parameters: runtime.RawExtension{Raw: []byte(config)},
+			}},
+		}}
+	}
+	return a
 }
 
 // allocatedDevice is the claim's one allocated device.

@@ -31,6 +31,9 @@ type PluginOptions struct {
 	// DynamicMIG runs the plugin in dynamic MIG mode on a simulated DGX
 	// H100 in MIG mode (dgxh100-mig); otherwise on a plain dgxh100.
 	DynamicMIG bool
+	// SimMPS, when set, is the gpudra-sim-mps the plugin runs MPS daemons
+	// with (sharing mode).
+	SimMPS string
 }
 
 // Plugin is a running plugin process.
@@ -51,6 +54,9 @@ func (o PluginOptions) CDIDir() string      { return filepath.Join(o.Dir, "cdi")
 func (o PluginOptions) Socket() string      { return filepath.Join(o.PluginDir(), "dra.sock") }
 func (o PluginOptions) Checkpoint() string  { return filepath.Join(o.PluginDir(), "checkpoint.json") }
 
+// MPSDir holds the MPS daemons' directories (the plugin's default).
+func (o PluginOptions) MPSDir() string { return filepath.Join(o.PluginDir(), "mps") }
+
 // SimStateDir is the simulated node's state (the plugin's default).
 func (o PluginOptions) SimStateDir() string { return filepath.Join(o.PluginDir(), "sim") }
 
@@ -62,6 +68,9 @@ func StartPlugin(ctx context.Context, opts PluginOptions) (*Plugin, error) {
 	if opts.DynamicMIG {
 		profile = "--sim-profile=dgxh100-mig"
 		opts.Args = append([]string{"--mig-mode=dynamic"}, opts.Args...)
+	}
+	if opts.SimMPS != "" {
+		opts.Args = append([]string{"--mps-control=" + opts.SimMPS}, opts.Args...)
 	}
 	args := append([]string{
 		profile, "--node-name=" + opts.NodeName, "--kubeconfig=" + opts.Kubeconfig,

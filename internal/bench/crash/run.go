@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
@@ -33,6 +34,10 @@ type Options struct {
 	// devices (and whole GPUs) that prepare cuts, and the checks include
 	// the simulated node's MIG devices.
 	DynamicMIG bool
+	// SimMPS, when set, runs in sharing mode: each claim is time-sliced
+	// (a random interval) or gets an MPS daemon (this gpudra-sim-mps), and
+	// the checks include the GPUs' settings and the daemons (checkSharing).
+	SimMPS string
 	// WorkDir holds the runs' directories; each is removed after its run.
 	WorkDir string
 	// FailedDir, when set, receives a copy of every violating run's
@@ -167,7 +172,12 @@ func (h *harness) calibrate(ctx context.Context) (map[string]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
+	defer func() {
+		for _, pid := range runDaemons(dir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		_ = os.RemoveAll(dir)
+	}()
 	logPath := filepath.Join(dir, "failpoints.log")
 	popts := h.pluginOptions(dir, rng, "GPUDRA_FAILPOINT_LOG="+logPath)
 	k, err := h.newClaims(ctx, "cal", rng)
@@ -203,6 +213,10 @@ func (h *harness) run(ctx context.Context, i int, rng *rand.Rand, fp string, nth
 	defer func() {
 		if len(violations) > 0 && h.opts.FailedDir != "" {
 			_ = copyDir(dir, filepath.Join(h.opts.FailedDir, filepath.Base(dir)))
+		}
+		// Whatever daemon a violation left must not outlive the run.
+		for _, pid := range runDaemons(dir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		_ = os.RemoveAll(dir)
 	}()
@@ -293,7 +307,7 @@ func (h *harness) pluginOptions(dir string, rng *rand.Rand, env ...string) Plugi
 	}
 	return PluginOptions{
 		Binary: h.opts.Binary, NodeName: h.opts.NodeName, Kubeconfig: h.cluster.Kubeconfig, Dir: dir,
-		Args: []string{"--cleanup-interval=" + cleanup}, Env: env, DynamicMIG: h.opts.DynamicMIG,
+		Args: []string{"--cleanup-interval=" + cleanup}, Env: env, DynamicMIG: h.opts.DynamicMIG, SimMPS: h.opts.SimMPS,
 	}
 }
 
@@ -312,12 +326,13 @@ func (h *harness) newClaims(ctx context.Context, prefix string, rng *rand.Rand) 
 		if err != nil {
 			return nil, err
 		}
-		created.Status.Allocation = allocation(driverName, h.opts.NodeName, h.device(rng, devices[i]))
+		config := h.sharingConfig(rng)
+		created.Status.Allocation = allocation(driverName, h.opts.NodeName, h.device(rng, devices[i]), config)
 		allocated, err := h.cluster.Client.ResourceV1().ResourceClaims(h.ns).UpdateStatus(ctx, created, metav1.UpdateOptions{})
 		if err != nil {
 			return nil, err
 		}
-		k.claims = append(k.claims, &claimState{claim: allocated})
+		k.claims = append(k.claims, &claimState{claim: allocated, config: config})
 	}
 	return k, nil
 }
@@ -404,6 +419,22 @@ func gpuOf(device string) int {
 // every published profile at several placements.
 var dynamicDevices = []string{
 	"", "-mig-1g10gb-19-0", "-mig-1g10gb-19-6", "-mig-2g20gb-14-2", "-mig-3g40gb-9-4", "-mig-4g40gb-5-0", "-mig-7g80gb-0-0",
+}
+
+// sharingConfigs are what a claim asks for in sharing mode.
+var sharingConfigs = []string{
+	`{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig","sharing":{"strategy":"TimeSlicing","timeSlicingConfig":{"interval":"Short"}}}`,
+	`{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig","sharing":{"strategy":"TimeSlicing","timeSlicingConfig":{"interval":"Long"}}}`,
+	`{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig","sharing":{"strategy":"MPS","mpsConfig":{"defaultActiveThreadPercentage":50,"defaultPinnedDeviceMemoryLimit":"20Gi"}}}`,
+	`{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig","sharing":{"strategy":"MPS"}}`,
+}
+
+// sharingConfig picks a claim's config: none outside sharing mode.
+func (h *harness) sharingConfig(rng *rand.Rand) string {
+	if h.opts.SimMPS == "" {
+		return ""
+	}
+	return sharingConfigs[rng.IntN(len(sharingConfigs))]
 }
 
 // device picks what a claim on GPU g is allocated.
