@@ -20,6 +20,7 @@ import (
 
 	"github.com/gpudra/gpudra/internal/gpu"
 	"github.com/gpudra/gpudra/internal/gpu/sim"
+	"github.com/gpudra/gpudra/internal/mps"
 )
 
 const timeSlicedLong = `{"apiVersion":"resource.nvidia.com/v1beta1","kind":"GpuConfig","sharing":{"strategy":"TimeSlicing","timeSlicingConfig":{"interval":"Long"}}}`
@@ -131,7 +132,7 @@ func askDaemon(t *testing.T, claimUID, command string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "_output/bin/gpudra-sim-mps"))
-	cmd.Env = []string{"CUDA_MPS_PIPE_DIRECTORY=" + filepath.Join(mpsRoot, claimUID, "pipe")}
+	cmd.Env = []string{"CUDA_MPS_PIPE_DIRECTORY=" + filepath.Join(mpsRoot, mps.DaemonID(claimUID), "pipe")}
 	cmd.Stdin = strings.NewReader(command + "\n")
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
@@ -198,7 +199,7 @@ func TestMPSClaimsDaemonOutlivesAPluginKillAndGoesWithThePod(t *testing.T) {
 	if p, s := mpsRecord(t, uid); p != pid || s != start {
 		t.Errorf("after the plugin's restart the record says pid %d start %d, want the same daemon (pid %d start %d)", p, s, pid, start)
 	}
-	log, err := os.ReadFile(filepath.Join(mpsRoot, uid, "log", "control.log"))
+	log, err := os.ReadFile(filepath.Join(mpsRoot, mps.DaemonID(uid), "log", "control.log"))
 	if err != nil || strings.Count(string(log), "Control daemon started") != 1 {
 		t.Errorf("daemon log (%v) shows %d starts, want 1:\n%s", err, strings.Count(string(log), "Control daemon started"), log)
 	}
@@ -209,7 +210,7 @@ func TestMPSClaimsDaemonOutlivesAPluginKillAndGoesWithThePod(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := waitFor(ctx, 2*time.Minute, "the daemon's directory removed", func() (bool, error) {
-		_, err := os.Stat(filepath.Join(mpsRoot, uid))
+		_, err := os.Stat(filepath.Join(mpsRoot, mps.DaemonID(uid)))
 		return os.IsNotExist(err), nil
 	}); err != nil {
 		t.Fatal(err)
