@@ -103,12 +103,9 @@ func simMIGCommand(node *simNode) *cobra.Command {
 		Short: "List each GPU's MIG mode and MIG devices as the simulated hardware holds them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := sim.ReadHardware(node.stateDir)
+			st, err := node.hardware()
 			if err != nil {
 				return err
-			}
-			if st == nil {
-				return fmt.Errorf("no hardware state in %s yet: start the plugin (or gpudra discover with --sim-state-dir) on it first", node.stateDir)
 			}
 			switch output {
 			case "json":
@@ -157,16 +154,25 @@ func simGPUsCommand(node *simNode) *cobra.Command {
 		Short: "List each GPU's settings as the simulated hardware holds them: MIG mode, compute mode, time slice",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := sim.ReadHardware(node.stateDir)
+			st, err := node.hardware()
 			if err != nil {
 				return err
-			}
-			if st == nil {
-				return fmt.Errorf("no hardware state in %s yet: start the plugin (or gpudra discover with --sim-state-dir) on it first", node.stateDir)
 			}
 			return printGPUs(cmd.OutOrStdout(), st)
 		},
 	}
+}
+
+// hardware reads the node's hardware state, which must exist.
+func (n *simNode) hardware() (*sim.HardwareState, error) {
+	st, err := sim.ReadHardware(n.stateDir)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return nil, fmt.Errorf("no hardware state in %s yet: start the plugin (or gpudra discover with --sim-state-dir) on it first", n.stateDir)
+	}
+	return st, nil
 }
 
 // printGPUs prints one line per GPU with the settings sharing changes.

@@ -177,17 +177,12 @@ type dynamicNode struct {
 	inv  *gpu.Inventory
 }
 
-// RunDynamic measures each layout at each fill on the same cluster: the
-// same nodes, the same held devices at each fill (placed by fillPlan, not
-// timed), and the same claims timed after them.
-func RunDynamic(ctx context.Context, opts DynamicOptions) ([]*DynamicResult, error) {
-	if opts.Nodes < 1 || opts.Claims < 1 {
-		return nil, fmt.Errorf("dynamic MIG benchmark: %d nodes, %d claims: want at least one of each", opts.Nodes, opts.Claims)
-	}
-	nodes := make([]dynamicNode, opts.Nodes)
+// simNodes are n simulated nodes of a profile, named node-0000 on.
+func simNodes(ctx context.Context, n int, profile string) ([]dynamicNode, error) {
+	nodes := make([]dynamicNode, n)
 	for i := range nodes {
 		name := fmt.Sprintf("node-%04d", i)
-		b, err := sim.NewFromConfig(name, &sim.Config{Profile: "dgxh100-mig"})
+		b, err := sim.NewFromConfig(name, &sim.Config{Profile: profile})
 		if err != nil {
 			return nil, err
 		}
@@ -197,6 +192,20 @@ func RunDynamic(ctx context.Context, opts DynamicOptions) ([]*DynamicResult, err
 			return nil, err
 		}
 		nodes[i] = dynamicNode{name: name, inv: inv}
+	}
+	return nodes, nil
+}
+
+// RunDynamic measures each layout at each fill on the same cluster: the
+// same nodes, the same held devices at each fill (placed by fillPlan, not
+// timed), and the same claims timed after them.
+func RunDynamic(ctx context.Context, opts DynamicOptions) ([]*DynamicResult, error) {
+	if opts.Nodes < 1 || opts.Claims < 1 {
+		return nil, fmt.Errorf("dynamic MIG benchmark: %d nodes, %d claims: want at least one of each", opts.Nodes, opts.Claims)
+	}
+	nodes, err := simNodes(ctx, opts.Nodes, "dgxh100-mig")
+	if err != nil {
+		return nil, err
 	}
 	var out []*DynamicResult
 	whole := make([]dynamicNode, len(nodes))
@@ -268,28 +277,41 @@ func runDynamicLayout(ctx context.Context, nodes []dynamicNode, layout DynamicLa
 	}
 
 	r := &DynamicResult{Layout: layout.Name, Nodes: len(nodes), DevicesPerNode: float64(devices) / float64(len(nodes))}
+	claimFor := func(i int) *resourceapi.ResourceClaim {
+		k := MixedMIGWorkload[(next+i)%len(MixedMIGWorkload)]
+		if layout.WholeGPUs {
+			k = MIGKind{Slices: 7}
+		}
+		return k.Claim(fmt.Sprintf("timed-%d", i))
+	}
+	if err := timeClaims(ctx, s, r, opts.Claims, opts.MaxTime, claimFor); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// timeClaims schedules up to n claims (stopping after maxTime, if set) and
+// fills in r's counts, rate and latencies. A placed claim's node is
+// republished, untimed, as its plugin would.
+func timeClaims(ctx context.Context, s *scheduler, r *DynamicResult, n int, maxTime time.Duration, claimFor func(i int) *resourceapi.ResourceClaim) error {
 	var latencies []time.Duration
 	var total, unschedulable time.Duration
 	filtered := 0
 	runtime.GC()
 	began := time.Now()
-	for i := 0; i < opts.Claims; i++ {
+	for i := 0; i < n; i++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		if opts.MaxTime > 0 && time.Since(began) > opts.MaxTime {
+		if maxTime > 0 && time.Since(began) > maxTime {
 			break
 		}
-		k := MixedMIGWorkload[(next+i)%len(MixedMIGWorkload)]
-		if layout.WholeGPUs {
-			k = MIGKind{Slices: 7}
-		}
-		claim := k.Claim(fmt.Sprintf("timed-%d", i))
+		claim := claimFor(i)
 		start := time.Now()
 		p, err := s.schedule(ctx, claim)
 		elapsed := time.Since(start)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		r.Attempts++
 		total += elapsed
@@ -302,7 +324,7 @@ func runDynamicLayout(ctx context.Context, nodes []dynamicNode, layout DynamicLa
 		latencies = append(latencies, elapsed)
 		filtered += p.NodesFiltered
 		if err := s.republished(p.Node, p.Devices); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	r.Latency = stats.Summarize(latencies)
@@ -315,7 +337,7 @@ func runDynamicLayout(ctx context.Context, nodes []dynamicNode, layout DynamicLa
 	if r.Placed > 0 {
 		r.NodesFiltered = float64(filtered) / float64(r.Placed)
 	}
-	return r, nil
+	return nil
 }
 
 // fillPlan places the workload, untimed, until fill of the cluster's

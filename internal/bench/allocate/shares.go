@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime"
-	"text/tabwriter"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,10 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/dynamic-resource-allocation/structured"
 
-	"github.com/gpudra/gpudra/internal/bench/stats"
 	"github.com/gpudra/gpudra/internal/devicemodel"
 	"github.com/gpudra/gpudra/internal/gpu"
-	"github.com/gpudra/gpudra/internal/gpu/sim"
 )
 
 // ShareWorkload is the memory (GiB) each claim of the shares benchmark asks
@@ -59,19 +55,9 @@ func RunShares(ctx context.Context, opts SharesOptions) ([]*DynamicResult, error
 	if opts.Nodes < 1 || opts.Claims < 1 {
 		return nil, fmt.Errorf("shares benchmark: %d nodes, %d claims: want at least one of each", opts.Nodes, opts.Claims)
 	}
-	nodes := make([]dynamicNode, opts.Nodes)
-	for i := range nodes {
-		name := fmt.Sprintf("node-%04d", i)
-		b, err := sim.NewFromConfig(name, &sim.Config{Profile: "dgxh100"})
-		if err != nil {
-			return nil, err
-		}
-		inv, err := b.Inventory(ctx)
-		_ = b.Close()
-		if err != nil {
-			return nil, err
-		}
-		nodes[i] = dynamicNode{name: name, inv: inv}
+	nodes, err := simNodes(ctx, opts.Nodes, "dgxh100")
+	if err != nil {
+		return nil, err
 	}
 	var out []*DynamicResult
 	for _, fill := range opts.Fills {
@@ -122,45 +108,8 @@ func runShares(ctx context.Context, nodes []dynamicNode, shared bool, fill float
 	}
 
 	r := &DynamicResult{Layout: layout, Nodes: len(nodes), Fill: fill, HeldFill: held, DevicesPerNode: float64(devices) / float64(len(nodes))}
-	var latencies []time.Duration
-	var total, unschedulable time.Duration
-	filtered := 0
-	runtime.GC()
-	began := time.Now()
-	for i := 0; i < opts.Claims; i++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if opts.MaxTime > 0 && time.Since(began) > opts.MaxTime {
-			break
-		}
-		claim := claimFor(i)
-		start := time.Now()
-		p, err := s.schedule(ctx, claim)
-		elapsed := time.Since(start)
-		if err != nil {
-			return nil, err
-		}
-		r.Attempts++
-		total += elapsed
-		if p == nil {
-			r.Unschedulable++
-			unschedulable += elapsed
-			continue
-		}
-		r.Placed++
-		latencies = append(latencies, elapsed)
-		filtered += p.NodesFiltered
-	}
-	r.Latency = stats.Summarize(latencies)
-	if total > 0 {
-		r.PodsPerSecond = float64(r.Placed) / total.Seconds()
-	}
-	if r.Unschedulable > 0 {
-		r.UnschedulableMean = unschedulable / time.Duration(r.Unschedulable)
-	}
-	if r.Placed > 0 {
-		r.NodesFiltered = float64(filtered) / float64(r.Placed)
+	if err := timeClaims(ctx, s, r, opts.Claims, opts.MaxTime, claimFor); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
@@ -232,24 +181,7 @@ func holdShare(s *scheduler, node string, g *gpu.GPU, gib int64, k int) {
 
 // WriteSharesTable prints one row per layout and fill.
 func WriteSharesTable(w io.Writer, results []*DynamicResult, opts SharesOptions) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	_, _ = fmt.Fprintln(tw, "layout\tnodes\tfill\tplaced\tunschedulable\tnodes/claim\tpods/s\tp50\tp99\tvs whole-gpus\t")
-	whole := map[float64]float64{}
-	for _, r := range results {
-		if r.Layout == "whole-gpus" {
-			whole[r.Fill] = r.PodsPerSecond
-		}
-	}
-	for _, r := range results {
-		ratio := ""
-		if w, ok := whole[r.Fill]; ok && w > 0 && r.Layout != "whole-gpus" {
-			ratio = fmt.Sprintf("%.2f", r.PodsPerSecond/w)
-		}
-		_, _ = fmt.Fprintf(tw, "%s\t%d\t%.0f%%\t%d/%d\t%d\t%.0f\t%.1f\t%s\t%s\t%s\t\n",
-			r.Layout, r.Nodes, r.HeldFill*100, r.Placed, r.Attempts, r.Unschedulable, r.NodesFiltered,
-			r.PodsPerSecond, micros(r.Latency.P50), micros(r.Latency.P99), ratio)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := writeResultRows(w, results, false); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(w, `
