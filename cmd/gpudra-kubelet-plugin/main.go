@@ -315,42 +315,14 @@ func pprofHandler() http.Handler {
 	return mux
 }
 
-// mpsControl wires MPS: the control binary (found by default), where the
-// daemons' directories go, and who starts them. Nil when there is no
-// binary: claims asking for MPS are then refused with a message saying so.
+// mpsControl wires MPS from the flags (see mps.ControlFor).
 func mpsControl(f flags) (*mps.Control, error) {
-	binary := f.mpsControl
-	var env []string
-	switch {
-	case binary == "none":
-		return nil, nil
-	case binary != "":
-	case f.backend.Sim():
-		self, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("find gpudra-sim-mps: %w", err)
-		}
-		binary = filepath.Join(filepath.Dir(self), "gpudra-sim-mps")
-	default:
-		root := f.backend.DriverRoot
-		if root == "" {
-			root = "/"
-		}
-		binary = filepath.Join(root, "usr/bin/nvidia-cuda-mps-control")
-		if root != "/" {
-			// The daemon loads the driver's CUDA libraries from the root.
-			env = append(env, "LD_LIBRARY_PATH="+filepath.Join(root, "usr/lib/x86_64-linux-gnu")+":"+filepath.Join(root, "usr/lib64"))
-		}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find this executable (for gpudra-sim-mps next to it): %w", err)
 	}
-	if info, err := os.Stat(binary); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
-		if f.mpsControl != "" {
-			return nil, fmt.Errorf("--mps-control %s: not an executable file", binary)
-		}
-		return nil, nil // no MPS on this node
-	}
-	c := &mps.Control{Binary: binary, Env: env, Root: filepath.Join(f.pluginDir, "mps")}
-	if f.mpsLauncherSocket != "" {
-		c.Launcher = mps.SocketLauncher{Socket: f.mpsLauncherSocket}
-	}
-	return c, nil
+	return mps.ControlFor(mps.Setup{
+		Binary: f.mpsControl, Sim: f.backend.Sim(), Self: self, DriverRoot: f.backend.DriverRoot,
+		PluginDir: f.pluginDir, LauncherSocket: f.mpsLauncherSocket,
+	})
 }
