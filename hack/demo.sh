@@ -28,7 +28,7 @@ step "Starting the local cluster"
 export KUBECONFIG=$root/admin.kubeconfig
 
 step "Loading the gpudra image into containerd"
-"$gpudra" cluster load-driver --root "$root" --binaries _output/bin/gpudra-kubelet-plugin,_output/bin/gpudra
+"$gpudra" cluster load-driver --root "$root" --binaries _output/bin/gpudra-kubelet-plugin,_output/bin/gpudra,_output/bin/gpudra-sim-mps
 
 step "Installing the gpudra chart (sim mode: a DGX H100 with one GPU cut into MIG devices)"
 "$helm" upgrade --install gpudra deployments/helm/gpudra --namespace gpudra --create-namespace \
