@@ -42,6 +42,7 @@ import (
 	"github.com/gpudra/gpudra/internal/checkpoint"
 	"github.com/gpudra/gpudra/internal/devicemodel"
 	"github.com/gpudra/gpudra/internal/gpu"
+	"github.com/gpudra/gpudra/internal/metrics"
 	"github.com/gpudra/gpudra/internal/migmanager"
 	"github.com/gpudra/gpudra/internal/mps"
 	"github.com/gpudra/gpudra/internal/sharing"
@@ -154,6 +155,8 @@ type Driver struct {
 	// sharing applies the GPU settings claims hold; nil when the backend
 	// cannot change settings.
 	sharing *sharing.Manager
+	// metrics are served at /metrics next to the health endpoints.
+	metrics *metrics.Metrics
 	// offered is when each dynamic-MIG device was last offered (see
 	// Config.KeepWindow); guarded by refreshMu.
 	offered map[string]time.Time
@@ -197,6 +200,7 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 		cfg.KeepWindow = 15 * time.Minute
 	}
 	d := &Driver{cfg: cfg, locks: newClaimLocks(), owners: newOwnership(), offered: map[string]time.Time{}}
+	d.metrics = metrics.New(d.metricsState)
 	switch cfg.MIGMode {
 	case "", devicemodel.MIGModeStatic:
 	case devicemodel.MIGModeDynamic:
@@ -260,6 +264,7 @@ func exclusiveDevices(devices []checkpoint.Device) []string {
 // for republishing after inventory changes.
 func (d *Driver) Publish(ctx context.Context, p publisher) error {
 	d.publisher.Store(&publisherBox{p: p})
+	d.metrics.Published()
 	return p.PublishResources(ctx, *d.driverResources())
 }
 
@@ -291,7 +296,9 @@ func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceap
 	defer exit()
 	results := make([]kubeletplugin.PrepareResult, len(claims))
 	forEach(len(claims), func(i int) {
+		start := time.Now()
 		devs, err := d.prepareClaim(ctx, claims[i])
+		d.metrics.ObservePrepare(time.Since(start), err)
 		results[i] = kubeletplugin.PrepareResult{Devices: devs, Err: err}
 	})
 	out := make(map[types.UID]kubeletplugin.PrepareResult, len(claims))
@@ -314,7 +321,9 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 	defer exit()
 	errs := make([]error, len(claims))
 	forEach(len(claims), func(i int) {
+		start := time.Now()
 		errs[i] = d.unprepareClaim(ctx, string(claims[i].UID))
+		d.metrics.ObserveUnprepare(time.Since(start), errs[i])
 	})
 	out := make(map[types.UID]error, len(claims))
 	for i, c := range claims {

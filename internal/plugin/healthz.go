@@ -32,6 +32,7 @@ const probeTimeout = 3 * time.Second
 //     rolling update must not take down the old plugin before that.
 func (d *Driver) HealthHandler(opts KubeletOptions) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", d.metrics.Handler())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !d.started.Load() {
 			_, _ = w.Write([]byte("ok (starting)\n"))

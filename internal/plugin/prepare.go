@@ -16,6 +16,7 @@ import (
 	"github.com/gpudra/gpudra/internal/checkpoint"
 	"github.com/gpudra/gpudra/internal/deviceconfig"
 	"github.com/gpudra/gpudra/internal/failpoint"
+	"github.com/gpudra/gpudra/internal/metrics"
 	"github.com/gpudra/gpudra/internal/sharing"
 )
 
@@ -76,11 +77,11 @@ func (d *Driver) prepareLocked(ctx context.Context, claim *resourceapi.ResourceC
 
 	prep, err := d.plan(ref, claim)
 	if err != nil {
-		return nil, err
+		return nil, metrics.WithReason(metrics.ReasonInvalid, err)
 	}
 	rec, cdiDevs := prep.rec, prep.cdiDevs
 	if err := d.reserve(ctx, ref, rec.Devices); err != nil {
-		return nil, err
+		return nil, metrics.WithReason(metrics.ReasonConflict, err)
 	}
 	failpoint.Hit(FailpointPrepareAfterReserve)
 	if hasMIGSlots(rec) {
