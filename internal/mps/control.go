@@ -125,6 +125,10 @@ func (c *Control) start(ctx context.Context, id string, gpus []string, limits Li
 	}
 	d := Daemon{ID: id, PID: pid}
 	if d.StartTime, err = startTime(d.PID); err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			// Gone (and reaped) before we looked.
+			return d, fmt.Errorf("exited before answering: %s", c.tail(id))
+		}
 		return d, fmt.Errorf("read start time of pid %d: %w", d.PID, err)
 	}
 
