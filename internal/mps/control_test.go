@@ -210,14 +210,7 @@ func TestDaemonStartedThroughTheLauncher(t *testing.T) {
 		}
 	})
 	c.Launcher = SocketLauncher{Socket: socket}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(socket); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("launcher never listened")
-		}
-	}
+	waitUntil(t, "the launcher listens", func() bool { _, err := os.Stat(socket); return err == nil })
 	d, err := c.Start(ctx, "via-launcher", []string{"GPU-a"}, Limits{})
 	if err != nil {
 		t.Fatal(err)
@@ -255,18 +248,13 @@ func TestStoppedLauncherLeavesItsSuccessorsSocket(t *testing.T) {
 		go func() { done <- ServeLauncher(ctx, socket) }()
 		return cancel, done
 	}
-	waitListening := func() os.FileInfo {
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			if fi, err := os.Stat(socket); err == nil {
-				return fi
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("launcher never listened")
-			}
-		}
-	}
 	stopOld, oldDone := serve()
-	old := waitListening()
+	var old os.FileInfo
+	waitUntil(t, "the first launcher listens", func() bool {
+		fi, err := os.Stat(socket)
+		old = fi
+		return err == nil
+	})
 	stopNew, newDone := serve()
 	defer func() {
 		stopNew()
@@ -274,14 +262,10 @@ func TestStoppedLauncherLeavesItsSuccessorsSocket(t *testing.T) {
 			t.Errorf("second launcher: %v", err)
 		}
 	}()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if fi, err := os.Stat(socket); err == nil && !os.SameFile(fi, old) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("second launcher never listened")
-		}
-	}
+	waitUntil(t, "the second launcher listens", func() bool {
+		fi, err := os.Stat(socket)
+		return err == nil && !os.SameFile(fi, old)
+	})
 	stopOld()
 	if err := <-oldDone; err != nil {
 		t.Errorf("first launcher: %v", err)
@@ -293,4 +277,15 @@ func TestStoppedLauncherLeavesItsSuccessorsSocket(t *testing.T) {
 	}
 	stopAtEnd(t, c, d)
 	_ = c.Stop(context.Background(), d)
+}
+
+// waitUntil polls cond (a file appearing: there is nothing to be told
+// about) until it holds, failing after 10 seconds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
 }

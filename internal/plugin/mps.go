@@ -19,9 +19,15 @@ import (
 	"github.com/gpudra/gpudra/internal/sharing"
 )
 
-// FailpointPrepareAfterMPSRecord: the record names the claim's MPS daemon
-// (PrepareStarted), which has not started.
-const FailpointPrepareAfterMPSRecord = "plugin/prepare-after-mps-record"
+// Failpoints of an MPS claim's prepare.
+const (
+	// FailpointPrepareAfterMPSRecord: the record names the claim's MPS
+	// daemon (PrepareStarted), which has not started.
+	FailpointPrepareAfterMPSRecord = "plugin/prepare-after-mps-record"
+	// FailpointPrepareAfterMPSStart: the daemon runs, and the record does
+	// not have its PID yet.
+	FailpointPrepareAfterMPSStart = "plugin/prepare-after-mps-start"
+)
 
 // The plugin's side of MPS (internal/mps runs the daemons): which of a
 // claim's devices one daemon serves, with what limits, and when it starts
@@ -169,6 +175,7 @@ func (d *Driver) startMPS(ctx context.Context, ref claimRef, rec *checkpoint.Cla
 	if err != nil {
 		return fmt.Errorf("claim %s: devices %v: %w", ref, names, err)
 	}
+	failpoint.Hit(FailpointPrepareAfterMPSStart)
 	rec.MPS[0].PID, rec.MPS[0].StartTime = daemon.PID, daemon.StartTime
 	if err := d.cfg.Store.Put(ctx, *rec); err != nil {
 		return fmt.Errorf("claim %s: record MPS daemon pid %d: %w", ref, daemon.PID, err)
